@@ -1,0 +1,1 @@
+"""The engine: numpy, OpenCV, Pillow, ONNX Runtime, MediaPipe. No Qt, no torch (a test enforces it)."""

@@ -1,0 +1,257 @@
+"""Face alignment: five landmarks → a 256×256 crop on the template, and back again.
+
+This is the one aligner of the project. The app, the training data pack and the tests all call
+these functions, so that a crop made at training time and one made at run time are identical.
+
+Conventions (DESIGN.md §2): landmarks are image pixels (x, y), ordered eye on the image's left,
+eye on the image's right, nose tip, mouth corner left, mouth corner right. Four points (eyes, nose,
+mouth centre) are also accepted: the detector alone gives the mouth centre, which maps to the
+midpoint of the template's mouth corners.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+CROP_SIZE = 256
+
+# The FFHQ-style 5-point template at half scale (x, y) for a 256×256 crop.
+TEMPLATE_256 = np.array(
+    [
+        (96.49, 119.97),  # eye, image left
+        (159.45, 120.10),  # eye, image right
+        (128.32, 157.01),  # nose tip
+        (100.63, 185.71),  # mouth corner, image left
+        (156.54, 185.58),  # mouth corner, image right
+    ],
+    dtype=np.float64,
+)
+MOUTH_CENTRE_256 = np.array((128.58, 185.65), dtype=np.float64)
+
+
+def template(size: int = CROP_SIZE, points: int = 5) -> np.ndarray:
+    """The template scaled to a ``size``×``size`` crop; ``points`` = 5, or 4 (mouth centre last)."""
+    if points == 5:
+        pts = TEMPLATE_256
+    elif points == 4:
+        pts = np.vstack([TEMPLATE_256[:3], MOUTH_CENTRE_256])
+    else:
+        raise ValueError(f"template has 4 or 5 points, not {points}")
+    return pts * (size / CROP_SIZE)
+
+
+@dataclass
+class Crop:
+    """An aligned face: the crop and the 2×3 similarity matrix that maps image → crop pixels."""
+
+    image: np.ndarray  # size×size×C, same dtype as the photo it came from
+    matrix: np.ndarray  # 2×3 float64, image coordinates → crop coordinates
+
+    @property
+    def size(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def scale(self) -> float:
+        """Crop pixels per image pixel (> 1 means the face was enlarged)."""
+        return similarity_scale(self.matrix)
+
+
+def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transform (rotation, uniform scale, translation) taking ``src``
+    points onto ``dst`` points (Umeyama's closed form, reflections excluded). Returns 2×3."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
+        raise ValueError(f"need matching N×2 point sets (N ≥ 2), got {src.shape} and {dst.shape}")
+    if not np.all(np.isfinite(src)):
+        raise ValueError("landmarks contain NaN or infinity")
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    var_s = (s**2).sum() / len(src)
+    if var_s < 1e-12:
+        raise ValueError("landmarks are all at one point")
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[1, 1] = -1
+    rot = u @ sign @ vt
+    scale = float(np.trace(np.diag(sig) @ sign) / var_s)
+    m = np.zeros((2, 3))
+    m[:, :2] = scale * rot
+    m[:, 2] = mu_d - scale * rot @ mu_s
+    return m
+
+
+def similarity_scale(matrix: np.ndarray) -> float:
+    return float(np.sqrt(abs(np.linalg.det(np.asarray(matrix)[:, :2]))))
+
+
+def invert(matrix: np.ndarray) -> np.ndarray:
+    return cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
+
+
+def alignment_matrix(landmarks: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+    """The image → crop matrix for a face's landmarks (5 points, or 4 with the mouth centre)."""
+    pts = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
+    return estimate_similarity(pts, template(size, points=len(pts)))
+
+
+def warp_affine(
+    src: np.ndarray,
+    matrix: np.ndarray,
+    out_size: tuple[int, int],
+    border: int = cv2.BORDER_REFLECT_101,
+) -> np.ndarray:
+    """``cv2.warpAffine`` (``matrix`` maps src → dst, ``out_size`` is (w, h)) that does not alias
+    when it shrinks: below a 1:1 scale the source is first reduced with area averaging, and only
+    the region the output needs is touched, so a small crop from a 50 MP photo stays cheap."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    w, h = out_size
+    # the source region that the output sees, with room for the cubic kernel
+    corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], dtype=np.float64)
+    src_corners = cv2.transform(corners[None], invert(matrix))[0]
+    x0, y0 = np.floor(src_corners.min(0)).astype(int) - 4
+    x1, y1 = np.ceil(src_corners.max(0)).astype(int) + 4
+    x0, y0 = max(x0, 0), max(y0, 0)
+    x1, y1 = min(x1, src.shape[1]), min(y1, src.shape[0])
+    if x1 - x0 < 2 or y1 - y0 < 2:  # entirely outside the source: take it all and let border fill
+        x0, y0, x1, y1 = 0, 0, src.shape[1], src.shape[0]
+    region = src[y0:y1, x0:x1]
+    m = matrix.copy()
+    m[:, 2] += m[:, :2] @ np.array([x0, y0], dtype=np.float64)  # shift into region coordinates
+
+    scale = similarity_scale(m)
+    if scale < 0.999:
+        rw = max(1, int(round(region.shape[1] * scale)))
+        rh = max(1, int(round(region.shape[0] * scale)))
+        region = cv2.resize(region, (rw, rh), interpolation=cv2.INTER_AREA)
+        pre = np.diag([region.shape[1] / (x1 - x0), region.shape[0] / (y1 - y0)])
+        m[:, :2] = m[:, :2] @ np.linalg.inv(pre)
+        # resize maps pixel centres: p' = (p + 0.5) * f - 0.5, so compensate the half-pixel shift
+        shift = (np.array([region.shape[1] / (x1 - x0), region.shape[0] / (y1 - y0)]) - 1) * 0.5
+        m[:, 2] -= m[:, :2] @ shift
+    return cv2.warpAffine(region, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=border)
+
+
+def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = CROP_SIZE) -> Crop:
+    """Cut one face out of ``image`` onto the template."""
+    matrix = alignment_matrix(landmarks, size)
+    crop = warp_affine(image, matrix, (size, size))
+    return Crop(image=_clip_like(crop, image.dtype), matrix=matrix)
+
+
+def face_mask(size: int = CROP_SIZE, feather: float = 0.1) -> np.ndarray:
+    """Paste-back weight in crop space: 1 over the face, falling smoothly to 0 before the crop's
+    edge so no seam shows. ``feather`` is the soft band's width as a fraction of the crop."""
+    band = max(1.0, feather * size)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    # distance to the nearest crop edge, then a smoothstep over the band (leaving a margin of a
+    # quarter band untouched, since the warp's border fill lives there)
+    edge = np.minimum(np.minimum(xx, size - xx), np.minimum(yy, size - yy)) - band * 0.25
+    t = np.clip(edge / band, 0.0, 1.0)
+    return (t * t * (3 - 2 * t)).astype(np.float32)
+
+
+def match_colour(restored: np.ndarray, original: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Shift ``restored`` (float, H×W×C) so its per-channel mean and spread over ``weight`` match
+    ``original``'s: a restored face keeps the photo's tone (sepia stays sepia) and its edges meet
+    the surrounding print without a step."""
+    w = weight[..., None] if weight.ndim == 2 else weight
+    total = float(w.sum()) + 1e-6
+    mu_r = (restored * w).sum((0, 1)) / total
+    mu_o = (original * w).sum((0, 1)) / total
+    sd_r = np.sqrt(((restored - mu_r) ** 2 * w).sum((0, 1)) / total) + 1e-6
+    sd_o = np.sqrt(((original - mu_o) ** 2 * w).sum((0, 1)) / total) + 1e-6
+    gain = np.clip(sd_o / sd_r, 0.5, 2.0)  # a restoration sharpens; never let it flatten or explode
+    return (restored - mu_r) * gain + mu_o
+
+
+def paste_back(
+    image: np.ndarray,
+    crop: Crop,
+    restored: np.ndarray,
+    blend: float = 1.0,
+    feather: float = 0.1,
+    colour_match: bool = True,
+) -> np.ndarray:
+    """Put a restored face back into ``image`` (in place, and returned).
+
+    ``restored`` is the crop after restoration: same size as ``crop.image``, uint8/uint16 or float
+    in [0, 1]. ``blend`` = 1 uses the restoration fully, 0 leaves the photo unchanged. Only the
+    face's bounding box in the photo is touched.
+    """
+    if not 0.0 <= blend <= 1.0:
+        raise ValueError(f"blend must be in [0, 1], got {blend}")
+    size = crop.size
+    if restored.shape[:2] != (size, size):
+        raise ValueError(f"restored face is {restored.shape[:2]}, expected {(size, size)}")
+    if blend == 0.0:
+        return image
+    peak = _peak(image.dtype)
+    rest = _to_float(restored)
+    orig_crop = _to_float(crop.image)
+    if rest.ndim == 2:
+        rest = rest[..., None]
+    channels = image.shape[2] if image.ndim == 3 else 1
+    if rest.shape[2] != channels:  # e.g. a grey photo: restore in RGB, paste back its luminance
+        rest = rest.mean(2, keepdims=True) if channels == 1 else np.repeat(rest[..., :1], channels, 2)
+    if orig_crop.ndim == 2:
+        orig_crop = orig_crop[..., None]
+    mask = face_mask(size, feather)
+    if colour_match:
+        rest = match_colour(rest, orig_crop, mask)
+
+    # the face's box in the photo
+    inv = invert(crop.matrix)
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64)
+    img_corners = cv2.transform(corners[None], inv)[0]
+    x0, y0 = np.maximum(np.floor(img_corners.min(0)).astype(int) - 1, 0)
+    x1 = min(int(np.ceil(img_corners[:, 0].max())) + 2, image.shape[1])
+    y1 = min(int(np.ceil(img_corners[:, 1].max())) + 2, image.shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return image
+    box_w, box_h = x1 - x0, y1 - y0
+    to_box = inv.copy()
+    to_box[:, 2] -= (x0, y0)
+
+    stacked = np.concatenate([rest, mask[..., None]], axis=2).astype(np.float32)
+    warped = warp_affine(stacked, to_box, (box_w, box_h), border=cv2.BORDER_CONSTANT)
+    if warped.ndim == 2:
+        warped = warped[..., None]
+    alpha = np.clip(warped[..., -1:], 0.0, 1.0) * float(blend)
+    face = np.clip(warped[..., :-1], 0.0, 1.0)
+
+    roi = image[y0:y1, x0:x1]
+    roi_f = roi.astype(np.float32).reshape(box_h, box_w, channels) / peak
+    out = roi_f * (1.0 - alpha) + face * alpha
+    out = out.reshape(roi.shape)
+    image[y0:y1, x0:x1] = _from_float(out, image.dtype)
+    return image
+
+
+def _peak(dtype: np.dtype) -> float:
+    dtype = np.dtype(dtype)
+    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
+
+
+def _to_float(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.float32) / _peak(a.dtype)
+
+
+def _from_float(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    peak = _peak(dtype)
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        return np.clip(np.rint(a * peak), 0, peak).astype(dtype)
+    return np.clip(a, 0.0, 1.0).astype(dtype)
+
+
+def _clip_like(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(a, info.min, info.max).astype(dtype)
+    return a.astype(dtype)

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from app.core.errors import ModelError
 
-class ModelError(RuntimeError):
-    """A model file is missing, unreadable or not the model we expect."""
+__all__ = ["OnnxModel", "ModelError"]
 
 
 @dataclass

@@ -582,6 +582,11 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def write_atomic(path: Union[str, Path], data: bytes, overwrite: bool = False) -> None:
+    """Write bytes atomically (used for images here and for the batch manifest): see below."""
+    _write_atomic(Path(path), data, overwrite)
+
+
 def _write_atomic(path: Path, data: bytes, overwrite: bool) -> None:
     """Write to a temporary file beside ``path``, fsync, then rename: a failure or crash never
     leaves a half-written output under the real name."""

@@ -1,0 +1,50 @@
+"""The PySide6 desktop application.
+
+``create_main_window(path=None)`` builds and shows the main window (opening ``path`` if given)
+without entering the event loop, so tools and tests can drive the real window;
+``run_app(path=None)`` is what `cfr-studio [PATH]` runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+APP_NAME = "CFR Studio"
+
+
+def _application():
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(sys.argv[:1])
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName("CFR Studio")
+    app.setApplicationDisplayName(APP_NAME)
+    app.setDesktopFileName("cfr-studio")
+    return app
+
+
+def create_main_window(path: str | Path | None = None, model_path: str | Path | None = None, settings=None):
+    """Build and show the main window; open ``path`` if given. The event loop is the caller's."""
+    app = _application()
+    from app.gui.main_window import MainWindow, app_icon
+
+    app.setWindowIcon(app_icon())
+    window = MainWindow(model_path=model_path, settings=settings)
+    window.show()
+    if path is not None:
+        window.open_path(path)
+    return window
+
+
+def run_app(path: str | Path | None = None, model_path: str | Path | None = None) -> int:
+    """Start the application and run until its window is closed; returns the exit code."""
+    app = _application()
+    window = create_main_window(path, model_path=model_path)
+    code = app.exec()
+    window.shutdown()
+    return int(code)
+
+
+__all__ = ["create_main_window", "run_app"]

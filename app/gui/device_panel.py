@@ -1,0 +1,302 @@
+"""The device panel: what the restoration would cost on an embedded NPU (SIMULATED with
+app.core.npu: a per-layer roofline on the HiSilicon Hi3402 profile), next to the time measured on
+this computer for the same work. INT8 and FP32 side by side; a per-layer table on demand; the
+simulator's assumptions always shown."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+log = logging.getLogger("cfr.gui.device")
+
+NPU = "hi3402"
+PRECISIONS = ("int8", "fp32")
+
+
+def npu_available() -> bool:
+    try:
+        from app.core.npu import simulate  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def simulate_models(paths: dict[str, Path]) -> dict[str, object]:
+    """precision → Simulation (or the error text) for each model file (run in a worker)."""
+    from app.core.npu import simulate
+
+    out: dict[str, object] = {}
+    for precision, path in paths.items():
+        try:
+            out[precision] = simulate(path, npu=NPU, input_shape=(1, 3, 256, 256))
+        except Exception as exc:  # one bad file must not hide the other
+            out[precision] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def time_models(paths: dict[str, Path], crop: np.ndarray | None, repeats: int = 3) -> dict[str, float]:
+    """precision → median seconds for one cycle on this CPU (run in a worker)."""
+    from app.core.restorer import Restorer
+
+    x = crop if crop is not None else np.full((256, 256, 3), 0.5, np.float32)
+    out = {}
+    for precision, path in paths.items():
+        r = Restorer(path)
+        next(iter(r.restore(x, 1)))  # warm-up: the first run allocates
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            next(iter(r.restore(x, 1)))
+            times.append(time.perf_counter() - t0)
+        out[precision] = statistics.median(times)
+    return out
+
+
+def _ms(seconds_or_ms: float | None, already_ms: bool = False) -> str:
+    if seconds_or_ms is None:
+        return "—"
+    ms = seconds_or_ms if already_ms else seconds_or_ms * 1e3
+    return f"{ms:,.1f} ms" if ms < 10_000 else f"{ms / 1e3:,.1f} s"
+
+
+class DevicePanel(QWidget):
+    def __init__(self, run_task: Callable | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("devicePanel")
+        self.setAccessibleName("Device panel: simulated NPU latency and measured CPU time")
+        self._run_task = run_task
+        self.model_paths: dict[str, Path] = {}
+        self.simulations: dict[str, object] = {}
+        self.cpu_cycle_seconds: list[float] = []  # measured by the engine worker, current model
+        self.cpu_by_precision: dict[str, float] = {}
+        self.current_precision = "int8"
+        self.k = 2
+        self.faces = 0
+        self._crop: np.ndarray | None = None
+
+        self.banner = QLabel(self)
+        self.banner.setObjectName("simulatedBanner")
+        self.banner.setWordWrap(True)
+        self.banner.setText(
+            "<b>SIMULATED</b> — HiSilicon Hi3402 NPU, estimated by a per-layer roofline model "
+            "(app.core.npu), not measured on the device. The CPU column is measured on this computer."
+        )
+        self.banner.setStyleSheet("QLabel { background: #fff3cd; color: #5c4400; padding: 4px; border-radius: 3px; }")
+
+        self.table = QTableWidget(3, 3, self)
+        self.table.setObjectName("deviceTable")
+        self.table.setHorizontalHeaderLabels(["Hi3402 INT8\n(simulated)", "Hi3402 FP32\n(simulated)", "This CPU\n(measured)"])
+        self.table.setVerticalHeaderLabels(["per cycle", "× k", "× faces"])
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.table.verticalHeader().setDefaultSectionSize(26)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height() + 3 * 26 + 4)
+
+        self.cpu_note = QLabel(self)
+        self.cpu_note.setObjectName("cpuNote")
+        self.cpu_note.setWordWrap(True)
+        self.assumptions = QLabel(self)
+        self.assumptions.setObjectName("npuAssumptions")
+        self.assumptions.setWordWrap(True)
+        self.assumptions.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.measure_button = QPushButton("Time INT8 and FP32 on this CPU", self)
+        self.measure_button.setObjectName("measureButton")
+        self.measure_button.clicked.connect(self.measure_cpu)
+        self.layers_button = QPushButton("Per-layer breakdown", self)
+        self.layers_button.setObjectName("layersButton")
+        self.layers_button.setCheckable(True)
+        self.layers_button.toggled.connect(self._toggle_layers)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.measure_button)
+        buttons.addWidget(self.layers_button)
+        buttons.addStretch(1)
+
+        self.layer_table = QTableWidget(0, 0, self)
+        self.layer_table.setObjectName("layerTable")
+        self.layer_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.layer_table.setVisible(False)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.table)
+        layout.addWidget(self.cpu_note)
+        layout.addLayout(buttons)
+        layout.addWidget(self.layer_table, 1)
+        layout.addWidget(self.assumptions)
+        layout.addStretch(0)
+        self.refresh()
+
+    # -------------------------------------------------------------------------- inputs
+    def set_models(self, paths: dict[str, Path], current_precision: str) -> None:
+        """The model files to simulate (precision → path; the ones that exist)."""
+        self.model_paths = {p: Path(v) for p, v in paths.items() if v is not None and Path(v).is_file()}
+        self.current_precision = current_precision
+        self.simulations = {}
+        self.cpu_cycle_seconds = []
+        self.cpu_by_precision = {}
+        if self.model_paths and npu_available() and self._run_task is not None:
+            self._run_task(simulate_models, dict(self.model_paths), on_done=self._on_simulated)
+        self.refresh()
+
+    def set_workload(self, k: int, faces: int) -> None:
+        self.k, self.faces = max(1, int(k)), int(faces)
+        self.refresh()
+
+    def set_crop(self, crop: np.ndarray | None) -> None:
+        self._crop = crop
+
+    def add_cpu_cycle(self, seconds: float) -> None:
+        self.cpu_cycle_seconds.append(float(seconds))
+        del self.cpu_cycle_seconds[:-50]
+        self.refresh()
+
+    def measure_cpu(self) -> None:
+        if not self.model_paths or self._run_task is None:
+            return
+        self.measure_button.setEnabled(False)
+        self.measure_button.setText("Timing on this CPU…")
+
+        def done(result):
+            self.cpu_by_precision = dict(result)
+            self.measure_button.setEnabled(True)
+            self.measure_button.setText("Time INT8 and FP32 on this CPU")
+            self.refresh()
+
+        def failed(text):
+            self.measure_button.setEnabled(True)
+            self.measure_button.setText("Time INT8 and FP32 on this CPU")
+
+        self._run_task(time_models, dict(self.model_paths), self._crop, on_done=done, on_failed=failed)
+
+    def _on_simulated(self, result: dict) -> None:
+        self.simulations = dict(result)
+        for precision, sim in result.items():
+            if isinstance(sim, str):
+                log.warning("NPU simulation of the %s model failed: %s", precision, sim)
+        self.refresh()
+        if self.layers_button.isChecked():
+            self._fill_layers()
+
+    # ---------------------------------------------------------------------------- view
+    def _sim_ms(self, precision: str) -> float | None:
+        sim = self.simulations.get(precision)
+        if sim is None or isinstance(sim, str):
+            return None
+        return float(sim.per_inference_ms)
+
+    def cpu_cycle_ms(self) -> float | None:
+        if self.cpu_cycle_seconds:
+            return statistics.median(self.cpu_cycle_seconds) * 1e3
+        if self.current_precision in self.cpu_by_precision:
+            return self.cpu_by_precision[self.current_precision] * 1e3
+        return None
+
+    def refresh(self) -> None:
+        k, faces = self.k, max(self.faces, 0)
+        sims = [self._sim_ms("int8"), self._sim_ms("fp32")]
+        cpu = self.cpu_cycle_ms()
+        columns = sims + [cpu]
+        for col, per_cycle in enumerate(columns):
+            values = [per_cycle, None if per_cycle is None else per_cycle * k, None if per_cycle is None else per_cycle * k * faces]
+            for row, v in enumerate(values):
+                text = _ms(v, already_ms=True)
+                if v is None:
+                    text = self._missing_reason(col)
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                self.table.setItem(row, col, item)
+        self.table.setVerticalHeaderLabels(["per cycle", f"× k = {k}", f"× {faces} face{'s' if faces != 1 else ''}"])
+        notes = []
+        if self.cpu_cycle_seconds:
+            notes.append(
+                f"CPU: median of {len(self.cpu_cycle_seconds)} cycle(s) measured while restoring, "
+                f"{self.current_precision.upper()} model."
+            )
+        if self.cpu_by_precision:
+            parts = [f"{p.upper()} {s * 1e3:.1f} ms" for p, s in sorted(self.cpu_by_precision.items())]
+            if "int8" in self.cpu_by_precision and "fp32" in self.cpu_by_precision:
+                parts.append(f"INT8 is {self.cpu_by_precision['fp32'] / self.cpu_by_precision['int8']:.2f}× FP32")
+            notes.append("One cycle on this CPU: " + ", ".join(parts) + ".")
+        self.cpu_note.setText(" ".join(notes) or "CPU time appears once a face has been restored.")
+        self.assumptions.setText(self._assumptions_text())
+
+    def _missing_reason(self, col: int) -> str:
+        if col == 2:
+            return "not yet run"
+        if not npu_available():
+            return "simulator not installed"
+        precision = PRECISIONS[col]
+        if precision not in self.model_paths:
+            return "no model file"
+        sim = self.simulations.get(precision)
+        if isinstance(sim, str):
+            return "simulation failed"
+        return "simulating…"
+
+    def _assumptions_text(self) -> str:
+        if not npu_available():
+            return "The NPU simulator (app.core.npu) is not part of this build; only CPU times are shown."
+        sim = next((s for s in self.simulations.values() if not isinstance(s, str)), None)
+        if sim is None:
+            return "Assumptions appear once the simulation has run."
+        lines = [f"<b>Simulation assumptions</b> ({getattr(sim.profile, 'name', NPU)}):"]
+        lines += [f"• {a}" for a in sim.assumptions]
+        extra = f"{sim.macs / 1e9:.2f} GMAC and {sim.params / 1e6:.2f} M parameters per cycle"
+        if getattr(sim, "tiles", 1) and sim.tiles > 1:
+            extra += f", {sim.tiles} tiles"
+        lines.append(f"• {extra}.")
+        return "<br>".join(lines)
+
+    def _toggle_layers(self, on: bool) -> None:
+        self.layer_table.setVisible(on)
+        if on:
+            self._fill_layers()
+
+    def _fill_layers(self) -> None:
+        sim = self.simulations.get(self.current_precision)
+        if sim is None or isinstance(sim, str):
+            sim = next((s for s in self.simulations.values() if not isinstance(s, str)), None)
+        if sim is None:
+            self.layer_table.setRowCount(0)
+            return
+        layers = list(sim.layers)
+        if not layers:
+            return
+        first = layers[0]
+        if dataclasses.is_dataclass(first):
+            names = [f.name for f in dataclasses.fields(first)]
+        else:
+            names = [n for n in vars(first) if not n.startswith("_")]
+        self.layer_table.setColumnCount(len(names))
+        self.layer_table.setHorizontalHeaderLabels(names)
+        self.layer_table.setRowCount(len(layers))
+        for r, layer in enumerate(layers):
+            for c, n in enumerate(names):
+                v = getattr(layer, n)
+                text = f"{v:,.4g}" if isinstance(v, float) else (f"{v:,}" if isinstance(v, int) else str(v))
+                self.layer_table.setItem(r, c, QTableWidgetItem(text))
+        self.layer_table.resizeColumnsToContents()

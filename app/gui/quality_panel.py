@@ -1,0 +1,267 @@
+"""The quality knob: k = 1…6 cycles or "auto" (stop at the fixed point), blend with the original,
+and which faces are restored (a checkable list, one row per detected face)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+K_MIN, K_MAX = 1, 6
+
+
+def k_descriptions(k_psnr: int = 2, k_lpips: int = 3) -> dict[int, str]:
+    """What each k is for. The recommended values come from the model's metadata (CFRNet paper:
+    PSNR/SSIM best at k = 2, LPIPS best at k = 3)."""
+    text = {}
+    for k in range(K_MIN, K_MAX + 1):
+        if k == k_psnr:
+            text[k] = f"k = {k}: best fidelity — closest to the photo (highest PSNR/SSIM)."
+        elif k == k_lpips:
+            text[k] = f"k = {k}: best perceptual quality — most natural detail (lowest LPIPS)."
+        elif k < min(k_psnr, k_lpips):
+            text[k] = f"k = {k}: one pass — fastest, the lightest touch."
+        else:
+            text[k] = f"k = {k}: more cycles settle on the fixed point; little further change, {k}× the time."
+    return text
+
+
+SHORT_LABELS = {1: "fast", "psnr": "fidelity", "lpips": "perceptual"}
+
+
+class QualityPanel(QWidget):
+    kChanged = Signal(object)  # int 1…6 or "auto"
+    blendChanged = Signal(float)
+    faceToggled = Signal(int, bool)
+    currentFaceChanged = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("qualityPanel")
+        self._k_psnr, self._k_lpips = 2, 3
+        self._updating = False
+
+        # --- k ---------------------------------------------------------------------------
+        box = QGroupBox("Quality: restoration cycles (k)", self)
+        self.slider = QSlider(Qt.Orientation.Horizontal, box)
+        self.slider.setObjectName("qualitySlider")
+        self.slider.setAccessibleName("Restoration cycles k")
+        self.slider.setRange(K_MIN, K_MAX)
+        self.slider.setPageStep(1)
+        self.slider.setTickPosition(QSlider.TickPosition.TicksBelow)
+        self.slider.setTickInterval(1)
+        self.slider.setValue(2)
+        self.tick_labels: list[QLabel] = []
+        ticks = QGridLayout()
+        ticks.setContentsMargins(0, 0, 0, 0)
+        ticks.setHorizontalSpacing(0)
+        for k in range(K_MIN, K_MAX + 1):
+            lab = QLabel(str(k), box)
+            lab.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
+            lab.setObjectName(f"kLabel{k}")
+            self.tick_labels.append(lab)
+            ticks.addWidget(lab, 0, k - K_MIN)
+            ticks.setColumnStretch(k - K_MIN, 1)
+        self.auto = QCheckBox("Auto: stop at the fixed point (≤ 6 cycles)", box)
+        self.auto.setObjectName("autoCheck")
+        self.description = QLabel(box)
+        self.description.setObjectName("kDescription")
+        self.description.setWordWrap(True)
+        self.description.setMinimumHeight(36)
+        v = QVBoxLayout(box)
+        v.addWidget(self.slider)
+        v.addLayout(ticks)
+        v.addWidget(self.description)
+        v.addWidget(self.auto)
+
+        # --- blend -----------------------------------------------------------------------
+        blend_box = QGroupBox("Blend with the original", self)
+        self.blend = QSlider(Qt.Orientation.Horizontal, blend_box)
+        self.blend.setObjectName("blendSlider")
+        self.blend.setAccessibleName("Blend with the original")
+        self.blend.setRange(0, 100)
+        self.blend.setValue(100)
+        self.blend_label = QLabel(blend_box)
+        self.blend_label.setMinimumWidth(110)
+        h = QHBoxLayout(blend_box)
+        h.addWidget(self.blend, 1)
+        h.addWidget(self.blend_label)
+
+        # --- faces -----------------------------------------------------------------------
+        faces_box = QGroupBox("Faces (tick to restore; click a box in the photo too)", self)
+        self.face_list = QListWidget(faces_box)
+        self.face_list.setObjectName("faceList")
+        self.face_list.setAccessibleName("Detected faces")
+        self.face_list.setMinimumHeight(90)
+        all_btn = QPushButton("All", faces_box)
+        none_btn = QPushButton("None", faces_box)
+        largest_btn = QPushButton("Largest", faces_box)
+        all_btn.setObjectName("facesAllButton")
+        none_btn.setObjectName("facesNoneButton")
+        largest_btn.setObjectName("facesLargestButton")
+        all_btn.clicked.connect(lambda: self.set_included(range(self.face_list.count())))
+        none_btn.clicked.connect(lambda: self.set_included([]))
+        largest_btn.clicked.connect(lambda: self.set_included([0] if self.face_list.count() else []))
+        buttons = QHBoxLayout()
+        for b in (all_btn, none_btn, largest_btn):
+            buttons.addWidget(b)
+        fv = QVBoxLayout(faces_box)
+        fv.addWidget(self.face_list, 1)
+        fv.addLayout(buttons)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(box)
+        layout.addWidget(blend_box)
+        layout.addWidget(faces_box, 1)
+
+        self.slider.valueChanged.connect(self._on_slider)
+        self.auto.toggled.connect(self._on_auto)
+        self.blend.valueChanged.connect(self._on_blend)
+        self.face_list.itemChanged.connect(self._on_item_changed)
+        self.face_list.currentRowChanged.connect(self._on_current_row)
+        self._refresh_labels()
+        self._on_blend(self.blend.value(), emit=False)
+
+    # ------------------------------------------------------------------------------ k
+    def set_recommended(self, k_psnr: int, k_lpips: int) -> None:
+        self._k_psnr, self._k_lpips = k_psnr, k_lpips
+        self._refresh_labels()
+
+    def _refresh_labels(self) -> None:
+        for k, lab in zip(range(K_MIN, K_MAX + 1), self.tick_labels):
+            word = ""
+            if k == self._k_psnr:
+                word = "fidelity"
+            elif k == self._k_lpips:
+                word = "perceptual"
+            elif k == 1:
+                word = "fast"
+            lab.setText(f"{k}\n{word}" if word else f"{k}\n")
+            lab.setToolTip(k_descriptions(self._k_psnr, self._k_lpips)[k])
+        self._describe()
+
+    def _describe(self) -> None:
+        if self.auto.isChecked():
+            self.description.setText(
+                "Auto: cycles run until the face stops changing (the fixed point CFRNet is trained "
+                "towards), at most 6."
+            )
+        else:
+            self.description.setText(k_descriptions(self._k_psnr, self._k_lpips)[self.slider.value()])
+
+    @property
+    def k(self) -> int | str:
+        return "auto" if self.auto.isChecked() else int(self.slider.value())
+
+    def set_k(self, k: int | str, emit: bool = True) -> None:
+        self._updating = not emit
+        try:
+            if k == "auto":
+                self.auto.setChecked(True)
+            else:
+                self.auto.setChecked(False)
+                self.slider.setValue(int(k))
+        finally:
+            self._updating = False
+        self._describe()
+
+    def _on_slider(self, value: int) -> None:
+        self._describe()
+        if not self._updating and not self.auto.isChecked():
+            self.kChanged.emit(int(value))
+
+    def _on_auto(self, on: bool) -> None:
+        self.slider.setEnabled(not on)
+        self._describe()
+        if not self._updating:
+            self.kChanged.emit(self.k)
+
+    # -------------------------------------------------------------------------- blend
+    @property
+    def blend_value(self) -> float:
+        return self.blend.value() / 100.0
+
+    def set_blend(self, value: float, emit: bool = True) -> None:
+        self._updating = not emit
+        try:
+            self.blend.setValue(round(value * 100))
+        finally:
+            self._updating = False
+        self._on_blend(self.blend.value(), emit=False)
+
+    def _on_blend(self, value: int, emit: bool = True) -> None:
+        self.blend_label.setText(f"{value} % restored")
+        if emit and not self._updating:
+            self.blendChanged.emit(value / 100.0)
+
+    # -------------------------------------------------------------------------- faces
+    def set_faces(self, faces) -> None:
+        """One checkable row per detected face (all ticked)."""
+        self._updating = True
+        try:
+            self.face_list.clear()
+            for i, face in enumerate(faces):
+                x0, y0, x1, y1 = face.box
+                item = QListWidgetItem(f"Face {i + 1} — {x1 - x0:.0f} px wide, score {face.score:.2f}")
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                item.setCheckState(Qt.CheckState.Checked)
+                item.setData(Qt.ItemDataRole.UserRole, i)
+                self.face_list.addItem(item)
+            if faces:
+                self.face_list.setCurrentRow(0)
+        finally:
+            self._updating = False
+
+    def included(self) -> list[int]:
+        return [
+            i
+            for i in range(self.face_list.count())
+            if self.face_list.item(i).checkState() == Qt.CheckState.Checked
+        ]
+
+    def set_included(self, indices, emit: bool = True) -> None:
+        wanted = set(indices)
+        changed = []
+        self._updating = True
+        try:
+            for i in range(self.face_list.count()):
+                state = Qt.CheckState.Checked if i in wanted else Qt.CheckState.Unchecked
+                item = self.face_list.item(i)
+                if item.checkState() != state:
+                    item.setCheckState(state)
+                    changed.append(i)
+        finally:
+            self._updating = False
+        if emit and changed:
+            self.faceToggled.emit(changed[0], changed[0] in wanted)
+
+    def toggle_face(self, index: int) -> None:
+        item = self.face_list.item(index)
+        if item is None:
+            return
+        on = item.checkState() != Qt.CheckState.Checked
+        item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)  # emits via itemChanged
+
+    def current_face(self) -> int:
+        return self.face_list.currentRow()
+
+    def _on_item_changed(self, item: QListWidgetItem) -> None:
+        if not self._updating:
+            idx = int(item.data(Qt.ItemDataRole.UserRole))
+            self.faceToggled.emit(idx, item.checkState() == Qt.CheckState.Checked)
+
+    def _on_current_row(self, row: int) -> None:
+        if not self._updating and row >= 0:
+            self.currentFaceChanged.emit(row)

@@ -1,0 +1,372 @@
+"""Work off the GUI thread.
+
+``EngineWorker`` is one long-lived QThread that owns the face detector (MediaPipe is not
+thread-safe: one detector per thread, created and closed on this one), the restorer and the
+per-cycle cache of the open photo. The GUI submits jobs; a new job cancels the one in flight and
+replaces any that were waiting, so the GUI thread never waits on inference and a slider dragged
+across five values runs only the last one. Results come back as queued signals carrying the
+document number, so a late result for a photo that was since closed is simply dropped.
+
+``Task`` runs one short function in a QThreadPool (saving, the NPU simulation, timing a model).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from PySide6.QtCore import QObject, QRunnable, QThread, Signal
+
+from app.core.errors import Cancelled, CfrError
+
+log = logging.getLogger("cfr.gui.workers")
+
+DEFAULT_AUTO_THRESHOLD = 0.004
+DEFAULT_MAX_AUTO_CYCLES = 6
+
+
+def describe_error(exc: BaseException) -> str:
+    """The text shown to the user: engine errors already name the file and the problem."""
+    if isinstance(exc, CfrError):
+        return str(exc)
+    return f"Unexpected error: {type(exc).__name__}: {exc}"
+
+
+def to_float01(img: np.ndarray) -> np.ndarray:
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) / 65535.0
+    return img.astype(np.float32, copy=False)
+
+
+# ------------------------------------------------------------------------------------- jobs
+@dataclass
+class OpenJob:
+    doc: int
+    path: Path | None = None
+    photo: Any = None  # an app.core.io.Photo made from the clipboard
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class RenderJob:
+    """Make sure the cycles exist for every included face, then composite.
+
+    ``show_cycle`` (1…) composites that cycle instead of k for every face (the preview strip's
+    thumbnails); ``current`` is the face whose cycles are computed first (the strip shows it)."""
+
+    doc: int
+    k: int | str
+    included: list[int]
+    blend: float
+    current: int = 0
+    show_cycle: int | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class ModelJob:
+    path: Path | None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class _State:
+    """The open photo as the worker sees it (touched only on the worker thread)."""
+
+    doc: int = -1
+    photo: Any = None
+    faces: list = field(default_factory=list)
+    crops: list = field(default_factory=list)
+    cycles: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    converged: dict[int, bool] = field(default_factory=dict)
+
+
+class EngineWorker(QThread):
+    photoReady = Signal(int, object, object, object)  # doc, Photo, [Face], [Crop]
+    modelReady = Signal(object)  # dict: path, name, precision, metadata
+    modelFailed = Signal(str)
+    # doc, face index, cycle number (1…), float32 crop, mean |Δ| vs previous, seconds for the cycle
+    cycleReady = Signal(int, int, int, object, float, float)
+    # doc, composite rgb, info: {'cycles': {face: n}, 'k': …, 'show_cycle': …}
+    resultReady = Signal(int, object, object)
+    failed = Signal(int, str)
+    busyChanged = Signal(bool, str)
+
+    def __init__(self, model_path: Path | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("engineWorker")
+        self._queue: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._current: Any = None
+        self._pending: list = []
+        self._stopping = threading.Event()
+        self._state = _State()
+        self._detector = None
+        self._restorer = None
+        self._pipeline = None
+        self.auto_threshold = DEFAULT_AUTO_THRESHOLD
+        self.max_auto_cycles = DEFAULT_MAX_AUTO_CYCLES
+        self._model_path = model_path
+        self.submit(ModelJob(model_path))
+
+    # ---------------------------------------------------------------------- GUI-thread side
+    def submit(self, job) -> None:
+        """Queue ``job``; cancel what it supersedes (in flight or waiting)."""
+        with self._lock:
+            supersedes = self._supersedes(job)
+            if self._current is not None and supersedes(self._current):
+                self._current.cancel.set()
+            kept = []
+            for old in self._pending:
+                if supersedes(old):
+                    old.cancel.set()
+                else:
+                    kept.append(old)
+            self._pending = kept + [job]
+        self._queue.put(True)
+
+    @staticmethod
+    def _supersedes(job) -> Callable[[Any], bool]:
+        if isinstance(job, OpenJob):
+            return lambda old: isinstance(old, (OpenJob, RenderJob))
+        if isinstance(job, RenderJob):
+            return lambda old: isinstance(old, RenderJob)
+        if isinstance(job, ModelJob):
+            return lambda old: isinstance(old, (ModelJob, RenderJob))
+        return lambda old: False
+
+    def stop(self, timeout_ms: int = 10000) -> bool:
+        """Cancel everything and end the thread; returns True once it has ended."""
+        self._stopping.set()
+        with self._lock:
+            if self._current is not None:
+                self._current.cancel.set()
+            for old in self._pending:
+                old.cancel.set()
+            self._pending = []
+        self._queue.put(None)
+        if self.isRunning():
+            return self.wait(timeout_ms)
+        return True
+
+    @property
+    def idle(self) -> bool:
+        with self._lock:
+            return self._current is None and not self._pending
+
+    # ------------------------------------------------------------------- worker-thread side
+    def run(self) -> None:  # noqa: D401 - QThread entry point
+        try:
+            while not self._stopping.is_set():
+                token = self._queue.get()
+                if token is None or self._stopping.is_set():
+                    break
+                with self._lock:
+                    if not self._pending:
+                        continue
+                    job = self._pending.pop(0)
+                    self._current = job
+                try:
+                    if not job.cancel.is_set():
+                        self._run_job(job)
+                except Cancelled:
+                    log.debug("job cancelled: %s", type(job).__name__)
+                except Exception as exc:  # reported, never raised into Qt
+                    log.error("%s failed: %s", type(job).__name__, describe_error(exc))
+                    if not isinstance(exc, CfrError):
+                        log.debug("%s", traceback.format_exc())
+                    doc = getattr(job, "doc", -1)
+                    if isinstance(job, ModelJob):
+                        self.modelFailed.emit(describe_error(exc))
+                    else:
+                        self.failed.emit(doc, describe_error(exc))
+                finally:
+                    with self._lock:
+                        self._current = None
+                        idle = not self._pending
+                    if idle:
+                        self.busyChanged.emit(False, "")
+        finally:
+            if self._detector is not None:
+                try:
+                    self._detector.close()
+                except Exception:  # closing must not fail the shutdown
+                    pass
+                self._detector = None
+            self._restorer = None
+            self._pipeline = None
+
+    def _run_job(self, job) -> None:
+        if isinstance(job, ModelJob):
+            self._load_model(job)
+        elif isinstance(job, OpenJob):
+            self._open(job)
+        elif isinstance(job, RenderJob):
+            self._render(job)
+
+    def _get_pipeline(self):
+        from app.core.pipeline import Pipeline
+
+        if self._detector is None:
+            from app.core.faces import FaceDetector
+
+            self._detector = FaceDetector()
+        if self._pipeline is None:
+            self._pipeline = Pipeline(restorer=self._restorer, detector=self._detector)
+        return self._pipeline
+
+    def _load_model(self, job: ModelJob) -> None:
+        self.busyChanged.emit(True, "Loading the model…")
+        from app.core import restorer as restorer_mod
+
+        self._restorer = None
+        self._pipeline = None
+        path = job.path or restorer_mod.default_model_path("int8")
+        self._restorer = restorer_mod.Restorer(path)
+        self.auto_threshold = float(getattr(restorer_mod, "AUTO_THRESHOLD", DEFAULT_AUTO_THRESHOLD))
+        self.max_auto_cycles = int(getattr(restorer_mod, "MAX_AUTO_CYCLES", DEFAULT_MAX_AUTO_CYCLES))
+        # cycles of the old model are not cycles of the new one
+        self._state.cycles.clear()
+        self._state.converged.clear()
+        self.modelReady.emit(
+            {
+                "path": Path(path),
+                "name": getattr(self._restorer, "name", Path(path).stem),
+                "precision": getattr(self._restorer, "precision", "?"),
+                "metadata": dict(getattr(self._restorer, "metadata", {}) or {}),
+            }
+        )
+
+    def _open(self, job: OpenJob) -> None:
+        from app.core.io import load_image
+
+        name = job.path.name if job.path is not None else "the pasted image"
+        self.busyChanged.emit(True, f"Opening {name}…")
+        t0 = time.perf_counter()
+        photo = job.photo if job.photo is not None else load_image(job.path)
+        t_load = time.perf_counter() - t0
+        if job.cancel.is_set():
+            raise Cancelled("cancelled")
+        self.busyChanged.emit(True, f"Finding faces in {name}…")
+        pipeline = self._get_pipeline()
+        t0 = time.perf_counter()
+        faces = pipeline.detect(photo)
+        t_detect = time.perf_counter() - t0
+        if job.cancel.is_set():
+            raise Cancelled("cancelled")
+        crops = pipeline.align(photo, faces) if faces else []
+        self._state = _State(doc=job.doc, photo=photo, faces=list(faces), crops=list(crops))
+        log.info("%s: %d face(s) found (load %.0f ms, detect %.0f ms)", name, len(faces), t_load * 1e3, t_detect * 1e3)
+        self.photoReady.emit(job.doc, photo, list(faces), list(crops))
+
+    def _cycles_for(self, idx: int, k: int | str, cancel: threading.Event) -> list[np.ndarray]:
+        """The cycles of face ``idx`` up to k, computing only the missing ones."""
+        st = self._state
+        cache = st.cycles.setdefault(idx, [])
+        if self._restorer is None:
+            raise CfrError("No restoration model is loaded (see the message at the top of the window).")
+        auto = k == "auto"
+        target = self.max_auto_cycles if auto else int(k)
+        if auto and st.converged.get(idx):
+            return cache
+        crop = st.crops[idx].image
+        while len(cache) < target:
+            if cancel.is_set():
+                raise Cancelled("cancelled")
+            start = cache[-1] if cache else crop
+            previous = cache[-1] if cache else to_float01(crop)
+            n_more = 1 if auto else target - len(cache)
+            t0 = time.perf_counter()
+            for out in self._restorer.restore(start, n_more, cancel=cancel):
+                seconds = time.perf_counter() - t0
+                out = np.asarray(out, dtype=np.float32)
+                delta = float(np.mean(np.abs(out - previous)))
+                cache.append(out)
+                self.cycleReady.emit(st.doc, idx, len(cache), out, delta, seconds)
+                previous = out
+                t0 = time.perf_counter()
+                if auto and delta < self.auto_threshold:
+                    st.converged[idx] = True
+                    return cache
+                if cancel.is_set():
+                    raise Cancelled("cancelled")
+        return cache
+
+    def _render(self, job: RenderJob) -> None:
+        st = self._state
+        if job.doc != st.doc or st.photo is None:
+            return
+        included = [i for i in job.included if 0 <= i < len(st.crops)]
+        order = list(included)
+        if 0 <= job.current < len(st.crops):
+            # the face shown in the preview strip first, and even when it is not pasted back
+            if job.current in order:
+                order.remove(job.current)
+            order.insert(0, job.current)
+        used: dict[int, int] = {}
+        restored_by_face: dict[int, np.ndarray] = {}
+        for n, idx in enumerate(order):
+            self.busyChanged.emit(True, f"Restoring face {idx + 1} ({n + 1} of {len(order)}), k = {job.k}…")
+            cycles = self._cycles_for(idx, job.k, job.cancel)
+            if job.k == "auto":
+                n_use = len(cycles)
+                if not st.converged.get(idx):
+                    n_use = min(len(cycles), self.max_auto_cycles)
+            else:
+                n_use = int(job.k)
+            if job.show_cycle is not None:
+                n_use = min(job.show_cycle, len(cycles))
+            if idx not in included:
+                continue
+            used[idx] = n_use
+            restored_by_face[idx] = cycles[n_use - 1]
+        if job.cancel.is_set():
+            raise Cancelled("cancelled")
+        chosen = sorted(restored_by_face)
+        if chosen and job.blend > 0:
+            self.busyChanged.emit(True, "Pasting the faces back…")
+            pipeline = self._get_pipeline()
+            rgb = pipeline.composite(
+                st.photo, [st.crops[i] for i in chosen], [restored_by_face[i] for i in chosen], job.blend
+            )
+        else:
+            rgb = st.photo.rgb.copy()
+        if job.cancel.is_set():
+            raise Cancelled("cancelled")
+        self.resultReady.emit(job.doc, rgb, {"cycles": used, "k": job.k, "show_cycle": job.show_cycle, "blend": job.blend})
+
+
+# ------------------------------------------------------------------------- one-off tasks
+class TaskSignals(QObject):
+    done = Signal(object)
+    failed = Signal(str)
+
+
+class Task(QRunnable):
+    """Run ``fn(*args)`` in a thread pool; ``signals.done(result)`` or ``signals.failed(text)``."""
+
+    def __init__(self, fn: Callable, *args, **kwargs) -> None:
+        super().__init__()
+        self.setAutoDelete(False)  # Python keeps the reference (see MainWindow._tasks)
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.signals = TaskSignals()
+
+    def run(self) -> None:
+        try:
+            result = self.fn(*self.args, **self.kwargs)
+        except Exception as exc:
+            log.error("%s", describe_error(exc))
+            if not isinstance(exc, CfrError):
+                log.debug("%s", traceback.format_exc())
+            self.signals.failed.emit(describe_error(exc))
+        else:
+            self.signals.done.emit(result)

@@ -1,0 +1,417 @@
+"""Face detection and five landmarks per face, with MediaPipe's legacy solutions (0.10.21).
+
+Why it is more than one call to MediaPipe: the detector letterboxes the whole frame into 128²
+(short-range model) or 192² (full-range model) pixels, so on a large scan it only sees faces that
+are a sizeable part of the frame. A group photo of 30 people with faces of 30–60 px would come
+back empty. So the frame is searched as a pyramid of tiles:
+
+* the whole frame, with both models (big portraits, close-ups);
+* square tiles of side T, 2T, 4T, … (one octave per level) cut from the frame downscaled so that
+  each tile is exactly the short-range model's 128² input. On old group photos the short-range
+  model at that scale found about 40 % more faces than the full-range one on 192² tiles, at a
+  lower cost per tile (2 ms against 5.5 ms; measured on the photos in data/photos/real-old). It
+  finds faces down to ~1/7 of its input (18 px), so the finest tile side is T = 7 × ``min_face``.
+  Neighbouring tiles overlap by 30 % (≥ 2/7), so every face too large to lie whole inside some
+  tile of one level is large enough for the next; detections cut by an inner tile border are
+  dropped (the neighbour has them whole).
+* all detections merged with non-maximum suppression; a doubtful one (score < 0.75) is kept only
+  if confirmed: by face mesh on a close crop (faces ≥ ``mesh_min_face``) or by a second look of
+  the detector at the face enlarged to half its input. Busy textures (leaves, hats, hands) score
+  0.5–0.7 on small tiles; this removes most of them.
+
+The cost is proportional to the number of finest-level tiles, i.e. to area / ``min_face``². By
+default ``min_face`` is 24 px for photos up to 1,920 px on the long side and 1/80 of the long side
+above that (50 px on a 4000×3000 frame: a 600 dpi scan of a 7-inch print would need 80 people
+side by side to get smaller faces), which bounds the cost of a large frame; pass ``min_face=24``
+to search a large frame down to 24 px at about 4× that cost.
+
+Landmarks (DESIGN.md §2): eye on the image's left, eye on the image's right, nose tip, mouth corner
+left, mouth corner right, in image pixels. The detector gives the eyes, the nose tip and the mouth
+*centre*; faces wide enough (``mesh_min_face``) are refined with face mesh on a crop around the
+face, which gives the eye centres, nose tip and the real mouth corners. For the other faces the
+two corners are *derived* from the four detector points: the similarity that takes the four points
+onto the four-point template (mouth centre last) is inverted and the template's mouth corners are
+mapped back into the image, then shifted so their midpoint is the detected mouth centre. Every
+Face carries five points that any consumer can align with (the transform differs from the
+four-point one by a fraction of a pixel on the crop); ``Face.alignment_points()`` gives the
+measured points only (four for a 'detector' face), which the pipeline aligns with.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from app.core import align
+
+__all__ = ["Face", "FaceDetector", "to_uint8_rgb"]
+
+_FULL_INPUT = 192  # full-range model input side
+_SHORT_INPUT = 128  # short-range model input side
+_TILE_PER_FACE = 7  # tile side / smallest face searched for at that level (18 of 128 px)
+_OVERLAP = 0.3  # ≥ 2 / _TILE_PER_FACE: a face too big to be whole in some tile of a level is
+# big enough for the next level
+_SURE_SCORE = 0.75  # detections below this get a second look
+
+# Face mesh indices (subject's right eye is on the image's left for an unmirrored photo).
+_MESH_EYE_IMAGE_LEFT = (33, 160, 158, 133, 153, 144)  # the six dlib-style eye contour points
+_MESH_EYE_IMAGE_RIGHT = (362, 385, 387, 263, 373, 380)
+_MESH_NOSE_TIP = 1
+_MESH_MOUTH_LEFT = 61
+_MESH_MOUTH_RIGHT = 291
+
+
+@dataclass
+class Face:
+    """One detected face. ``box`` is (x0, y0, x1, y1) in image pixels; ``landmarks`` is 5×2
+    float64 in image pixels (see the module doc for the order); ``source`` is 'mesh' when face
+    mesh gave the points, 'detector' when they are the detector's (mouth corners derived)."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray
+    source: str
+
+    @property
+    def width(self) -> float:
+        return float(self.box[2] - self.box[0])
+
+    @property
+    def height(self) -> float:
+        return float(self.box[3] - self.box[1])
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return (0.5 * (self.box[0] + self.box[2]), 0.5 * (self.box[1] + self.box[3]))
+
+    def alignment_points(self) -> np.ndarray:
+        """The points to align with: all five from the mesh; the detector's own four (eyes, nose,
+        mouth centre = midpoint of the derived corners) otherwise, so that an alignment uses only
+        measured points."""
+        if self.source == "mesh":
+            return self.landmarks
+        return np.vstack([self.landmarks[:3], self.landmarks[3:5].mean(0)])
+
+    def scaled(self, factor: float) -> "Face":
+        """The same face in a photo resized by ``factor`` (e.g. after upscaling ×2).
+        Pixel centres map as p' = (p + 0.5)·f − 0.5."""
+        box = tuple(float((v + 0.5) * factor - 0.5) for v in self.box)
+        return Face(box=box, score=self.score, landmarks=(self.landmarks + 0.5) * factor - 0.5, source=self.source)
+
+
+def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
+    """A contiguous H×W×3 uint8 RGB view of ``image`` for the detector: grey (H×W or H×W×1) is
+    repeated into three channels, alpha dropped, 16 bits reduced to 8, float [0, 1] scaled."""
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ValueError(f"expected an H×W×3 image, got shape {a.shape}")
+    a = a[..., :3]
+    if a.dtype == np.uint8:
+        pass
+    elif a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
+    elif np.issubdtype(a.dtype, np.floating):
+        a = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+    else:
+        raise ValueError(f"unsupported image dtype {a.dtype}")
+    return np.ascontiguousarray(a)
+
+
+@dataclass
+class _Raw:
+    """A detection before merging: box and 4 keypoints (eye L, eye R, nose, mouth centre) in
+    image pixels, the level's scale (tile pixels per image pixel, to prefer sharper views)."""
+
+    box: np.ndarray  # x0, y0, x1, y1
+    score: float
+    points: np.ndarray  # 4×2
+    px_per_face: float  # the face's width in detector-input pixels
+
+
+class FaceDetector:
+    """Finds faces and their five landmarks in an RGB photo. NOT thread-safe (MediaPipe graphs
+    keep state): make one per thread. Call ``close()`` (or use ``with``) to free the graphs."""
+
+    def __init__(
+        self,
+        min_score: float = 0.5,
+        refine_with_mesh: bool = True,
+        min_face: int | None = None,
+        mesh_min_face: int = 40,
+    ) -> None:
+        # imported here so that importing app.core stays cheap for code that never detects
+        import mediapipe as mp
+
+        self.min_score = float(min_score)
+        self.refine_with_mesh = bool(refine_with_mesh)
+        self.min_face = min_face
+        self.mesh_min_face = int(mesh_min_face)
+        fd = mp.solutions.face_detection
+        # the detectors run at a lower threshold; min_score is applied after merging, so a face
+        # seen weakly in one tile and strongly in another keeps its best score
+        self._full = fd.FaceDetection(min_detection_confidence=min(0.3, self.min_score), model_selection=1)
+        self._short = fd.FaceDetection(min_detection_confidence=min(0.3, self.min_score), model_selection=0)
+        self._mesh = None
+        if self.refine_with_mesh:
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=3, refine_landmarks=False, min_detection_confidence=0.3
+            )
+
+    # -- public -------------------------------------------------------------------------------
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """All faces in ``image`` (H×W×3 uint8/uint16/float, or grey), largest first."""
+        rgb = to_uint8_rgb(image)
+        h, w = rgb.shape[:2]
+        if h < 8 or w < 8:
+            return []
+        raws = self._detect_full_frame(rgb)
+        raws += self._detect_tiles(rgb, self.effective_min_face(w, h))
+        merged = _nms(raws)
+        faces = []
+        for r in merged:
+            if r.score < self.min_score:
+                continue
+            doubtful = r.score < _SURE_SCORE
+            big = r.box[2] - r.box[0] >= self.mesh_min_face
+            face = None
+            if big and self._mesh is not None:
+                face = self._refine(rgb, r)
+            if doubtful and face is None:
+                # a doubtful detection must be confirmed: by the mesh (which runs its own
+                # detector on a close crop) or, when there is no mesh, by a second look
+                if big and self._mesh is not None:
+                    continue
+                r = self._second_look(rgb, r)
+                if r is None:
+                    continue
+            if face is None:
+                face = Face(
+                    box=tuple(float(v) for v in r.box),
+                    score=float(r.score),
+                    landmarks=five_from_four(r.points),
+                    source="detector",
+                )
+            faces.append(face)
+        faces.sort(key=lambda f: f.width, reverse=True)
+        return faces
+
+    def effective_min_face(self, width: int, height: int) -> int:
+        """The smallest face width (px) searched for in a ``width``×``height`` photo."""
+        if self.min_face is not None:
+            return max(8, int(self.min_face))
+        return max(24, int(round(max(width, height) / 80)))
+
+    def close(self) -> None:
+        for g in (self._full, self._short, self._mesh):
+            if g is not None:
+                g.close()
+        self._full = self._short = self._mesh = None
+
+    def __enter__(self) -> "FaceDetector":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- detection ----------------------------------------------------------------------------
+
+    def _run(self, graph, tile: np.ndarray, to_image: np.ndarray, inner: tuple | None) -> list[_Raw]:
+        """Run one detector on a square ``tile``; ``to_image`` (2×3) maps tile px → image px.
+        ``inner`` = (left, top, right, bottom) booleans: which tile edges are inside the photo
+        (detections touching those are cut faces and are dropped)."""
+        result = graph.process(tile)
+        out = []
+        side = tile.shape[0]
+        for det in result.detections or ():
+            rb = det.location_data.relative_bounding_box
+            x0, y0 = rb.xmin * side, rb.ymin * side
+            x1, y1 = x0 + rb.width * side, y0 + rb.height * side
+            if inner is not None:
+                margin = 0.02 * side
+                if (inner[0] and x0 < margin) or (inner[1] and y0 < margin) or (
+                    inner[2] and x1 > side - margin) or (inner[3] and y1 > side - margin):
+                    continue
+            kps = det.location_data.relative_keypoints
+            pts = np.array([(kps[i].x * side, kps[i].y * side) for i in range(4)], dtype=np.float64)
+            box_img = cv2.transform(np.array([[[x0, y0], [x1, y1]]], dtype=np.float64), to_image)[0]
+            pts_img = cv2.transform(pts[None], to_image)[0]
+            out.append(
+                _Raw(
+                    box=np.array([*box_img[0], *box_img[1]]),
+                    score=float(det.score[0]),
+                    points=pts_img,
+                    px_per_face=float(x1 - x0),
+                )
+            )
+        return out
+
+    def _detect_full_frame(self, rgb: np.ndarray) -> list[_Raw]:
+        """Both models on the whole frame, letterboxed (padded to a square, area-downscaled) by us
+        rather than by MediaPipe, whose plain bilinear resize aliases on a large photo."""
+        h, w = rgb.shape[:2]
+        side = max(h, w)
+        raws = []
+        for graph, size in ((self._short, _SHORT_INPUT), (self._full, _FULL_INPUT)):
+            scale = size / side
+            tile = np.zeros((size, size, 3), np.uint8)
+            rw, rh = max(1, round(w * scale)), max(1, round(h * scale))
+            interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            tile[:rh, :rw] = cv2.resize(rgb, (rw, rh), interpolation=interp)
+            to_image = np.array([[w / rw, 0, 0], [0, h / rh, 0]], dtype=np.float64)
+            raws += self._run(graph, tile, to_image, None)
+        return raws
+
+    def _detect_tiles(self, rgb: np.ndarray, min_face: int) -> list[_Raw]:
+        """The short-range model on square tiles, one octave per level: at a level of tile side T
+        (image px) the tile is downscaled to the model's 128² input, where the smallest face
+        searched for (T / _TILE_PER_FACE) is ~18 px, the size the model still finds reliably."""
+        h, w = rgb.shape[:2]
+        raws = []
+        tile_side = _TILE_PER_FACE * min_face  # in image pixels
+        size = _SHORT_INPUT
+        while tile_side < max(h, w):
+            scale = size / tile_side  # level pixels per image pixel
+            lw, lh = max(1, round(w * scale)), max(1, round(h * scale))
+            interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+            level = cv2.resize(rgb, (lw, lh), interpolation=interp)
+            sx, sy = w / lw, h / lh  # level px → image px
+            for ty in _tile_starts(lh, size):
+                for tx in _tile_starts(lw, size):
+                    tile = np.zeros((size, size, 3), np.uint8)
+                    part = level[ty : ty + size, tx : tx + size]
+                    tile[: part.shape[0], : part.shape[1]] = part
+                    to_image = np.array([[sx, 0, tx * sx], [0, sy, ty * sy]], dtype=np.float64)
+                    inner = (tx > 0, ty > 0, tx + size < lw, ty + size < lh)
+                    raws += self._run(self._short, tile, to_image, inner)
+            tile_side *= 2
+        return raws
+
+    def _second_look(self, rgb: np.ndarray, raw: _Raw) -> _Raw | None:
+        """Look again at a doubtful detection with the face at half the model's input (where the
+        short-range model is at its best); keep it only if a face is found at the same place.
+        This removes the leaves, hats and hands that tiles of a busy photo score at 0.5–0.7."""
+        x0, y0, x1, y1 = raw.box
+        cx, cy = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
+        half = 1.0 * max(x1 - x0, y1 - y0)
+        size = _SHORT_INPUT
+        scale = size / (2 * half)
+        m = np.array([[scale, 0, -(cx - half) * scale], [0, scale, -(cy - half) * scale]], dtype=np.float64)
+        crop = align.warp_affine(rgb, m, (size, size), border=cv2.BORDER_CONSTANT)
+        found = self._run(self._short, np.ascontiguousarray(crop), align.invert(m), None)
+        best = None
+        for f in found:
+            if f.score >= 0.5 and _iou(f.box, raw.box) >= 0.4 and (best is None or f.score > best.score):
+                best = f
+        if best is None:
+            return None
+        # the closer view's keypoints and box are the better ones
+        return _Raw(box=best.box, score=max(raw.score, best.score), points=best.points, px_per_face=best.px_per_face)
+
+    # -- landmarks ----------------------------------------------------------------------------
+
+    def _refine(self, rgb: np.ndarray, raw: _Raw) -> Face | None:
+        """Face mesh on a square crop around the face; None when the mesh does not agree with the
+        detector (e.g. it locked onto a neighbour in a crowd) or finds nothing."""
+        h, w = rgb.shape[:2]
+        x0, y0, x1, y1 = raw.box
+        cx, cy = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
+        half = 0.9 * max(x1 - x0, y1 - y0)  # the face ≈ 55 % of the crop: mesh's own detector likes that
+        size = 256
+        # crop → image: similarity (square crop, possibly past the photo's edge: border replicated)
+        scale = size / (2 * half)
+        m = np.array([[scale, 0, -(cx - half) * scale], [0, scale, -(cy - half) * scale]], dtype=np.float64)
+        crop = align.warp_affine(rgb, m, (size, size), border=cv2.BORDER_REPLICATE)
+        result = self._mesh.process(np.ascontiguousarray(crop))
+        if not result.multi_face_landmarks:
+            return None
+        inv = align.invert(m)
+        iod = float(np.linalg.norm(raw.points[1] - raw.points[0])) or 1.0
+        best, best_err = None, math.inf
+        for lms in result.multi_face_landmarks:
+            lm = lms.landmark
+
+            def pt(i: int) -> tuple[float, float]:
+                return lm[i].x * size, lm[i].y * size
+
+            eye_l = np.mean([pt(i) for i in _MESH_EYE_IMAGE_LEFT], axis=0)
+            eye_r = np.mean([pt(i) for i in _MESH_EYE_IMAGE_RIGHT], axis=0)
+            pts = np.array([eye_l, eye_r, pt(_MESH_NOSE_TIP), pt(_MESH_MOUTH_LEFT), pt(_MESH_MOUTH_RIGHT)])
+            pts = cv2.transform(pts[None], inv)[0]
+            mouth_c = 0.5 * (pts[3] + pts[4])
+            four = np.vstack([pts[:3], mouth_c])
+            err = float(np.max(np.linalg.norm(four - raw.points, axis=1))) / iod
+            if err < best_err:
+                best, best_err = pts, err
+        # the detector's keypoints are coarse but never on another face: allow ~0.35 eye distance
+        if best is None or best_err > 0.35:
+            return None
+        return Face(box=tuple(float(v) for v in raw.box), score=raw.score, landmarks=best, source="mesh")
+
+
+def five_from_four(points: np.ndarray) -> np.ndarray:
+    """Five landmarks from the detector's four (eyes, nose tip, mouth centre). The mouth corners
+    are the template's, mapped back through the four-point alignment and shifted so that their
+    midpoint is exactly the detected mouth centre: the four measured points survive unchanged
+    (``Face.alignment_points`` recovers them) and the five align almost exactly as the four do."""
+    pts = np.asarray(points, dtype=np.float64).reshape(4, 2)
+    inv = align.invert(align.estimate_similarity(pts, align.template(align.CROP_SIZE, points=4)))
+    corners = cv2.transform(align.TEMPLATE_256[3:5][None], inv)[0]
+    corners += pts[3] - corners.mean(0)
+    return np.vstack([pts[:3], corners])
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
+
+
+def _tile_starts(length: int, tile: int) -> list[int]:
+    """Start offsets of tiles of side ``tile`` covering ``length`` with at least _OVERLAP overlap."""
+    if length <= tile:
+        return [0]
+    stride = tile * (1 - _OVERLAP)
+    n = int(math.ceil((length - tile) / stride)) + 1
+    return [int(round(i * (length - tile) / (n - 1))) for i in range(n)]
+
+
+def _nms(raws: list[_Raw], iou_threshold: float = 0.3, contain_threshold: float = 0.6) -> list[_Raw]:
+    """Merge duplicates from overlapping tiles and levels: a detection that overlaps a better
+    one (IoU above ``iou_threshold``, or mostly inside it) is dropped. "Better" = higher score,
+    near-ties broken by the view in which the face had more pixels (sharper keypoints)."""
+    order = sorted(raws, key=lambda r: (round(r.score, 1), r.px_per_face), reverse=True)
+    kept: list[_Raw] = []
+    for r in order:
+        a = r.box
+        area_a = max(a[2] - a[0], 0) * max(a[3] - a[1], 0)
+        dup = False
+        for k in kept:
+            b = k.box
+            iw = min(a[2], b[2]) - max(a[0], b[0])
+            ih = min(a[3], b[3]) - max(a[1], b[1])
+            if iw <= 0 or ih <= 0:
+                continue
+            inter = iw * ih
+            area_b = (b[2] - b[0]) * (b[3] - b[1])
+            # a box mostly inside a similar-sized one is the same face seen cut or shifted; a
+            # small box inside a much bigger (false) one is not suppressed by it
+            similar = min(area_a, area_b) > 0.25 * max(area_a, area_b)
+            if inter / (area_a + area_b - inter) > iou_threshold or (
+                similar and inter / min(area_a, area_b) > contain_threshold
+            ):
+                dup = True
+                break
+        if not dup:
+            kept.append(r)
+    return kept

@@ -57,6 +57,7 @@ __all__ = [
     "build_falsr",
     "count_macs",
     "macs_per_input_pixel",
+    "receptive_radius",
 ]
 
 STEM = -1  # index of the stem's output in ``inputs`` lists; cells are 0 … n−1
@@ -274,3 +275,14 @@ def count_macs(model: nn.Module, input_shape: tuple[int, int, int, int]) -> int:
 def macs_per_input_pixel(model: FALSR, size: int = 16) -> float:
     """MACs per LR input pixel (exact: every conv's cost is linear in the pixel count)."""
     return count_macs(model, (1, 1, size, size)) / (size * size)
+
+
+def receptive_radius(arch: ArchSpec) -> int:
+    """LR pixels of context an output pixel depends on, each way (the tiler's margin): the longest
+    chain of k×k convs through the cells' connections; the last 3×3 conv runs at HR (half a pixel)."""
+    r = {STEM: 1}
+    for i, c in enumerate(arch.cells):
+        per_block = 2 * (c.kernel // 2) + 1 if c.kind == "ib" else c.kernel // 2  # ib: k, dw 3×3, k
+        r[i] = max(r[j] for j in c.inputs) + c.repeats * per_block
+    fused = max(r[j] for j in arch.final_inputs) + 1
+    return fused + 1  # the HR 3×3 conv reaches 1/scale LR pixel each way: round up

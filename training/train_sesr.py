@@ -135,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         opt.step()
         with torch.no_grad():
+            # warm-up: early on the average must not be dominated by the random initialisation
+            decay = min(args.ema, (1.0 + step) / (10.0 + step))
             for pe, pn in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(pn, 1.0 - args.ema)
+                pe.lerp_(pn, 1.0 - decay)
         losses.append(loss.item())
         step += 1
         now = time.time()

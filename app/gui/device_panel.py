@@ -40,17 +40,11 @@ def npu_available() -> bool:
     return True
 
 
-def simulate_models(paths: dict[str, Path]) -> dict[str, object]:
-    """precision → Simulation (or the error text) for each model file (run in a worker)."""
+def simulate_model(path: Path):
+    """The Simulation of one cycle of ``path`` on the Hi3402 profile (run in a worker)."""
     from app.core.npu import simulate
 
-    out: dict[str, object] = {}
-    for precision, path in paths.items():
-        try:
-            out[precision] = simulate(path, npu=NPU, input_shape=(1, 3, 256, 256))
-        except Exception as exc:  # one bad file must not hide the other
-            out[precision] = f"{type(exc).__name__}: {exc}"
-    return out
+    return simulate(path, npu=NPU, input_shape=(1, 3, 256, 256))
 
 
 def time_models(paths: dict[str, Path], crop: np.ndarray | None, repeats: int = 3) -> dict[str, float]:
@@ -78,16 +72,25 @@ def _ms(seconds_or_ms: float | None, already_ms: bool = False) -> str:
     return f"{ms:,.1f} ms" if ms < 10_000 else f"{ms / 1e3:,.1f} s"
 
 
+LAYER_COLUMNS = ("name", "op_type", "macs", "ms", "compute_ms", "memory_ms", "bound", "dram_bytes", "utilisation", "fused")
+
+
 class DevicePanel(QWidget):
+    """Columns: the Hi3402 simulation (the NPU runs INT8: the simulator times an FP32 graph as if
+    quantised, so one NPU column), then the CPU measured with the INT8 and the FP32 model.
+    Rows: one cycle, × k, × the faces being restored."""
+
     def __init__(self, run_task: Callable | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("devicePanel")
         self.setAccessibleName("Device panel: simulated NPU latency and measured CPU time")
         self._run_task = run_task
         self.model_paths: dict[str, Path] = {}
-        self.simulations: dict[str, object] = {}
+        self.simulation = None
+        self.simulation_error: str | None = None
+        self.simulated_path: Path | None = None
         self.cpu_cycle_seconds: list[float] = []  # measured by the engine worker, current model
-        self.cpu_by_precision: dict[str, float] = {}
+        self.cpu_by_precision: dict[str, float] = {}  # the "Time INT8 and FP32" button
         self.current_precision = "int8"
         self.k = 2
         self.faces = 0
@@ -97,14 +100,14 @@ class DevicePanel(QWidget):
         self.banner.setObjectName("simulatedBanner")
         self.banner.setWordWrap(True)
         self.banner.setText(
-            "<b>SIMULATED</b> — HiSilicon Hi3402 NPU, estimated by a per-layer roofline model "
-            "(app.core.npu), not measured on the device. The CPU column is measured on this computer."
+            "<b>SIMULATED</b> — HiSilicon Hi3402 NPU latency estimated by a per-layer roofline model "
+            "(not measured on a device). The CPU columns are measured on this computer."
         )
         self.banner.setStyleSheet("QLabel { background: #fff3cd; color: #5c4400; padding: 4px; border-radius: 3px; }")
 
         self.table = QTableWidget(3, 3, self)
         self.table.setObjectName("deviceTable")
-        self.table.setHorizontalHeaderLabels(["Hi3402 INT8\n(simulated)", "Hi3402 FP32\n(simulated)", "This CPU\n(measured)"])
+        self.table.setHorizontalHeaderLabels(["Hi3402 NPU\n(simulated)", "This CPU, INT8\n(measured)", "This CPU, FP32\n(measured)"])
         self.table.setVerticalHeaderLabels(["per cycle", "× k", "× faces"])
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
@@ -121,6 +124,7 @@ class DevicePanel(QWidget):
         self.assumptions.setObjectName("npuAssumptions")
         self.assumptions.setWordWrap(True)
         self.assumptions.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.assumptions.setVisible(False)
 
         self.measure_button = QPushButton("Time INT8 and FP32 on this CPU", self)
         self.measure_button.setObjectName("measureButton")
@@ -129,9 +133,16 @@ class DevicePanel(QWidget):
         self.layers_button.setObjectName("layersButton")
         self.layers_button.setCheckable(True)
         self.layers_button.toggled.connect(self._toggle_layers)
+        self.assumptions_button = QPushButton("Assumptions", self)
+        self.assumptions_button.setObjectName("assumptionsButton")
+        self.assumptions_button.setCheckable(True)
+        self.assumptions_button.setChecked(True)
+        self.assumptions_button.toggled.connect(self.assumptions.setVisible)
+        self.assumptions.setVisible(True)
         buttons = QHBoxLayout()
         buttons.addWidget(self.measure_button)
         buttons.addWidget(self.layers_button)
+        buttons.addWidget(self.assumptions_button)
         buttons.addStretch(1)
 
         self.layer_table = QTableWidget(0, 0, self)
@@ -152,14 +163,16 @@ class DevicePanel(QWidget):
 
     # -------------------------------------------------------------------------- inputs
     def set_models(self, paths: dict[str, Path], current_precision: str) -> None:
-        """The model files to simulate (precision → path; the ones that exist)."""
+        """The model files (precision → path; the ones that exist) and the one in use."""
         self.model_paths = {p: Path(v) for p, v in paths.items() if v is not None and Path(v).is_file()}
         self.current_precision = current_precision
-        self.simulations = {}
+        self.simulation, self.simulation_error = None, None
         self.cpu_cycle_seconds = []
         self.cpu_by_precision = {}
-        if self.model_paths and npu_available() and self._run_task is not None:
-            self._run_task(simulate_models, dict(self.model_paths), on_done=self._on_simulated)
+        # the NPU runs the INT8 model; simulate that file where there is one
+        self.simulated_path = self.model_paths.get("int8") or self.model_paths.get(current_precision)
+        if self.simulated_path is not None and npu_available() and self._run_task is not None:
+            self._run_task(simulate_model, self.simulated_path, on_done=self._on_simulated, on_failed=self._on_sim_failed)
         self.refresh()
 
     def set_workload(self, k: int, faces: int) -> None:
@@ -189,85 +202,91 @@ class DevicePanel(QWidget):
         def failed(text):
             self.measure_button.setEnabled(True)
             self.measure_button.setText("Time INT8 and FP32 on this CPU")
+            self.cpu_note.setText(f"Timing failed: {text}")
 
         self._run_task(time_models, dict(self.model_paths), self._crop, on_done=done, on_failed=failed)
 
-    def _on_simulated(self, result: dict) -> None:
-        self.simulations = dict(result)
-        for precision, sim in result.items():
-            if isinstance(sim, str):
-                log.warning("NPU simulation of the %s model failed: %s", precision, sim)
+    def _on_simulated(self, sim) -> None:
+        self.simulation, self.simulation_error = sim, None
         self.refresh()
         if self.layers_button.isChecked():
             self._fill_layers()
 
+    def _on_sim_failed(self, text: str) -> None:
+        self.simulation, self.simulation_error = None, text
+        log.warning("NPU simulation failed: %s", text)
+        self.refresh()
+
     # ---------------------------------------------------------------------------- view
-    def _sim_ms(self, precision: str) -> float | None:
-        sim = self.simulations.get(precision)
-        if sim is None or isinstance(sim, str):
-            return None
-        return float(sim.per_inference_ms)
+    def cpu_ms(self, precision: str) -> float | None:
+        """Median CPU milliseconds per cycle: live restores for the model in use, else the timing button."""
+        if precision == self.current_precision and self.cpu_cycle_seconds:
+            return statistics.median(self.cpu_cycle_seconds) * 1e3
+        if precision in self.cpu_by_precision:
+            return self.cpu_by_precision[precision] * 1e3
+        return None
 
     def cpu_cycle_ms(self) -> float | None:
-        if self.cpu_cycle_seconds:
-            return statistics.median(self.cpu_cycle_seconds) * 1e3
-        if self.current_precision in self.cpu_by_precision:
-            return self.cpu_by_precision[self.current_precision] * 1e3
-        return None
+        return self.cpu_ms(self.current_precision)
+
+    def npu_ms(self) -> float | None:
+        return None if self.simulation is None else float(self.simulation.per_inference_ms)
 
     def refresh(self) -> None:
         k, faces = self.k, max(self.faces, 0)
-        sims = [self._sim_ms("int8"), self._sim_ms("fp32")]
-        cpu = self.cpu_cycle_ms()
-        columns = sims + [cpu]
+        columns = [self.npu_ms(), self.cpu_ms("int8"), self.cpu_ms("fp32")]
         for col, per_cycle in enumerate(columns):
             values = [per_cycle, None if per_cycle is None else per_cycle * k, None if per_cycle is None else per_cycle * k * faces]
             for row, v in enumerate(values):
-                text = _ms(v, already_ms=True)
-                if v is None:
-                    text = self._missing_reason(col)
+                text = _ms(v, already_ms=True) if v is not None else self._missing_reason(col)
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                if col == self._current_column():
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
                 self.table.setItem(row, col, item)
         self.table.setVerticalHeaderLabels(["per cycle", f"× k = {k}", f"× {faces} face{'s' if faces != 1 else ''}"])
         notes = []
         if self.cpu_cycle_seconds:
             notes.append(
-                f"CPU: median of {len(self.cpu_cycle_seconds)} cycle(s) measured while restoring, "
-                f"{self.current_precision.upper()} model."
+                f"CPU: median of the last {len(self.cpu_cycle_seconds)} cycle(s) run while restoring "
+                f"({self.current_precision.upper()} model, bold)."
             )
-        if self.cpu_by_precision:
-            parts = [f"{p.upper()} {s * 1e3:.1f} ms" for p, s in sorted(self.cpu_by_precision.items())]
-            if "int8" in self.cpu_by_precision and "fp32" in self.cpu_by_precision:
-                parts.append(f"INT8 is {self.cpu_by_precision['fp32'] / self.cpu_by_precision['int8']:.2f}× FP32")
-            notes.append("One cycle on this CPU: " + ", ".join(parts) + ".")
-        self.cpu_note.setText(" ".join(notes) or "CPU time appears once a face has been restored.")
+        if "int8" in self.cpu_by_precision and "fp32" in self.cpu_by_precision:
+            notes.append(f"INT8 is {self.cpu_by_precision['fp32'] / self.cpu_by_precision['int8']:.2f}× as fast as FP32 here.")
+        self.cpu_note.setText(" ".join(notes) or "CPU times appear once a face has been restored.")
         self.assumptions.setText(self._assumptions_text())
 
+    def _current_column(self) -> int:
+        return {"int8": 1, "fp32": 2}.get(self.current_precision, 1)
+
     def _missing_reason(self, col: int) -> str:
-        if col == 2:
-            return "not yet run"
-        if not npu_available():
-            return "simulator not installed"
-        precision = PRECISIONS[col]
+        if col == 0:
+            if not npu_available():
+                return "simulator not installed"
+            if self.simulated_path is None:
+                return "no model"
+            return "failed" if self.simulation_error else "simulating…"
+        precision = "int8" if col == 1 else "fp32"
         if precision not in self.model_paths:
             return "no model file"
-        sim = self.simulations.get(precision)
-        if isinstance(sim, str):
-            return "simulation failed"
-        return "simulating…"
+        return "not run yet" if precision == self.current_precision else "press Time…"
 
     def _assumptions_text(self) -> str:
         if not npu_available():
             return "The NPU simulator (app.core.npu) is not part of this build; only CPU times are shown."
-        sim = next((s for s in self.simulations.values() if not isinstance(s, str)), None)
+        if self.simulation_error:
+            return f"The simulation failed: {self.simulation_error}"
+        sim = self.simulation
         if sim is None:
             return "Assumptions appear once the simulation has run."
-        lines = [f"<b>Simulation assumptions</b> ({getattr(sim.profile, 'name', NPU)}):"]
+        name = getattr(sim.profile, "display_name", NPU)
+        lines = [f"<b>Simulation assumptions</b> — {name}, model {self.simulated_path.name}:"]
         lines += [f"• {a}" for a in sim.assumptions]
         extra = f"{sim.macs / 1e9:.2f} GMAC and {sim.params / 1e6:.2f} M parameters per cycle"
         if getattr(sim, "tiles", 1) and sim.tiles > 1:
-            extra += f", {sim.tiles} tiles"
+            extra += f", {sim.tiles:.2f} tiles"
         lines.append(f"• {extra}.")
         return "<br>".join(lines)
 
@@ -277,26 +296,27 @@ class DevicePanel(QWidget):
             self._fill_layers()
 
     def _fill_layers(self) -> None:
-        sim = self.simulations.get(self.current_precision)
-        if sim is None or isinstance(sim, str):
-            sim = next((s for s in self.simulations.values() if not isinstance(s, str)), None)
-        if sim is None:
+        sim = self.simulation
+        if sim is None or not sim.layers:
             self.layer_table.setRowCount(0)
             return
         layers = list(sim.layers)
-        if not layers:
-            return
         first = layers[0]
-        if dataclasses.is_dataclass(first):
-            names = [f.name for f in dataclasses.fields(first)]
-        else:
-            names = [n for n in vars(first) if not n.startswith("_")]
+        fields = [f.name for f in dataclasses.fields(first)] if dataclasses.is_dataclass(first) else list(vars(first))
+        names = [n for n in LAYER_COLUMNS if n in fields] or fields
         self.layer_table.setColumnCount(len(names))
         self.layer_table.setHorizontalHeaderLabels(names)
         self.layer_table.setRowCount(len(layers))
         for r, layer in enumerate(layers):
             for c, n in enumerate(names):
                 v = getattr(layer, n)
-                text = f"{v:,.4g}" if isinstance(v, float) else (f"{v:,}" if isinstance(v, int) else str(v))
+                if isinstance(v, float):
+                    text = f"{v:.3f}" if n.endswith("ms") or n == "utilisation" else f"{v:,.4g}"
+                elif isinstance(v, int):
+                    text = f"{v:,}"
+                elif isinstance(v, (list, tuple)):
+                    text = ", ".join(map(str, v))
+                else:
+                    text = str(v)
                 self.layer_table.setItem(r, c, QTableWidgetItem(text))
         self.layer_table.resizeColumnsToContents()

@@ -65,12 +65,13 @@ def app_icon() -> QIcon:
 
 
 def model_missing_message(path: Path, error: str) -> str:
+    import html
+
     return (
-        f"<b>The restoration model is not available</b>: {error}<br>"
-        "Faces can be found and compared, but not restored. The CFRNet model is trained by this "
-        "project (see <code>models/MODEL_CARD.md</code> and <code>training/</code>); put "
-        f"<code>{path.name}</code> in <code>models/</code>, or choose a CFRNet ONNX file with "
-        "<i>File ▸ Choose model…</i>."
+        f"<b>No restoration model</b> — faces can be found and compared, but not restored.<br>"
+        f"{html.escape(error)}<br>"
+        f"Expected: <code>{html.escape(str(path))}</code>. Choose a CFRNet ONNX file with "
+        "<i>File ▸ Choose model…</i>, or start with <code>cfr-studio</code> after putting the model there."
     )
 
 
@@ -333,9 +334,9 @@ class MainWindow(QMainWindow):
         self.preview.show_up_to(6 if s.k == "auto" else int(s.k))
 
     # ============================================================================= tasks
-    def run_task(self, fn, *args, on_done=None, on_failed=None):
-        """Run ``fn(*args)`` in the window's pool; the callbacks run on the GUI thread."""
-        task = Task(fn, *args)
+    def run_task(self, fn, *args, on_done=None, on_failed=None, **kwargs):
+        """Run ``fn(*args, **kwargs)`` in the window's pool; the callbacks run on the GUI thread."""
+        task = Task(fn, *args, **kwargs)
         self._tasks.add(task)
 
         def finish(_=None):

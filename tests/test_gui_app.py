@@ -1,0 +1,447 @@
+"""The desktop application, driven offscreen through its real widgets (pytest-qt), over the real
+engine: real photos from tests/data, real MediaPipe detection, real ONNX Runtime sessions of a
+tiny CFRNet-contract model built once per session by tests/model_factory.py.
+
+Every test gets its own settings file (CFR_STUDIO_SETTINGS in a temporary folder) and checks, when
+its window closes, that no worker thread is left running."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
+from PySide6.QtGui import QDropEvent, QGuiApplication, QImage  # noqa: E402
+from PySide6.QtWidgets import QLabel, QListWidget, QSlider  # noqa: E402
+
+from tests.model_factory import make_cfrnet_like  # noqa: E402
+
+PHOTO = "gui_two_faces_bopb_old_g.jpg"  # an old print with two faces (~130 px)
+PHOTO_2 = "gui_two_faces_bopb_scratch_d.jpg"
+PORTRAIT = "portrait_bopb_old_a.jpg"
+WAIT = 30_000  # ms: generous for a loaded 2-core machine; a pass is usually far quicker
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    # tone makes every cycle visibly different from the previous one, even on flat regions
+    return make_cfrnet_like(tmp_path_factory.mktemp("models") / "cfrnet_fp32.onnx", "fp32", strength=0.5, tone=0.03)
+
+
+@pytest.fixture
+def settings_path(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "settings" / "cfr-studio.ini"
+    monkeypatch.setenv("CFR_STUDIO_SETTINGS", str(path))
+    monkeypatch.setenv("CFR_MODELS", str(tmp_path / "no-models-here"))  # never the user's models
+    return path
+
+
+def _open_window(qtbot, model_path, path=None):
+    from app.gui import create_main_window
+
+    window = create_main_window(path, model_path=model_path)
+    qtbot.addWidget(window)
+    return window
+
+
+def _close(window) -> None:
+    window.close()
+    assert not window.worker.isRunning(), "the engine thread is still running after close"
+    assert window.pool.activeThreadCount() == 0, "a pool task is still running after close"
+    bd = window.batch_dialog
+    assert bd is None or bd.worker is None or not bd.worker.isRunning()
+
+
+@pytest.fixture
+def window(qtbot, tiny_model, settings_path):
+    before = {t.ident for t in threading.enumerate()}
+    w = _open_window(qtbot, tiny_model)
+    qtbot.waitUntil(lambda: w.model_info is not None, timeout=WAIT)
+    yield w
+    _close(w)
+    assert not _threads_started_since(before), f"threads left running: {_threads_started_since(before)}"
+
+
+def _threads_started_since(before: set) -> list:
+    """Python-visible threads started since ``before`` that still exist in the OS. (A QThread that
+    logged leaves a _DummyThread entry in ``threading`` for good; /proc says whether it ended.)"""
+    alive = set(int(t) for t in os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else None
+    left = []
+    for t in threading.enumerate():
+        if t.ident in before or not t.is_alive():
+            continue
+        if isinstance(t, threading._DummyThread) and alive is not None and t.native_id not in alive:
+            continue
+        left.append(t)
+    return left
+
+
+def _wait_result(qtbot, w, **info) -> np.ndarray:
+    """Wait until the worker is idle and the shown result matches ``info`` (e.g. k=3)."""
+
+    def ready():
+        return w.worker.idle and w.result is not None and all(w.result_info.get(k) == v for k, v in info.items())
+
+    qtbot.waitUntil(ready, timeout=WAIT)
+    return w.result
+
+
+def _open_and_restore(qtbot, w, photo: Path) -> np.ndarray:
+    w.open_path(photo)
+    qtbot.waitUntil(lambda: w.photo is not None, timeout=WAIT)
+    return _wait_result(qtbot, w)
+
+
+def _box_region(face, shape):
+    x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+    h, w = shape[:2]
+    return slice(max(0, y0), min(h, y1)), slice(max(0, x0), min(w, x1))
+
+
+# ---------------------------------------------------------------------------------- the binding
+def test_qt_binding_keeps_none_alive(qapp):
+    """PySide6 6.12.0 on Python 3.11 drops a reference to None on every void Qt call, and the
+    interpreter aborts after a few thousand (found building this GUI); the pinned binding must not."""
+    label = QLabel()
+    before = sys.getrefcount(None)
+    for _ in range(3000):
+        label.setText("x")
+        qapp.processEvents()
+    assert sys.getrefcount(None) >= before - 50
+
+
+# ------------------------------------------------------------------------- open, faces, cycles
+def test_open_photo_lists_faces(qtbot, window, test_data):
+    assert window.objectName() == "mainWindow"
+    face_list = window.findChild(QListWidget, "faceList")
+    assert face_list is not None and face_list.count() == 0
+    window.open_path(test_data / PHOTO)
+    qtbot.waitUntil(lambda: face_list.count() == 2, timeout=WAIT)
+    assert all(face_list.item(i).checkState() == Qt.CheckState.Checked for i in range(2))
+    assert window.compare.has_image() and len(window.compare.boxes) == 2
+    assert "2 faces" in window.faces_label.text()
+    assert window.windowTitle().startswith(PHOTO)
+
+
+def test_slider_to_three_fills_three_cycles_in_order(qtbot, window, test_data, tiny_model):
+    from app.core.restorer import Restorer
+    from app.gui.cycle_preview import THUMB
+    from app.gui.imaging import qimage_to_array, thumbnail
+
+    window.quality.set_k(1)
+    _open_and_restore(qtbot, window, test_data / PHOTO)
+    preview = window.findChild(type(window.preview), "cyclePreview")
+    assert [t.objectName() for t in preview.thumbnails()] == ["cycleThumb1"]
+
+    events: list[tuple] = []
+    window.worker.cycleReady.connect(lambda doc, face, j, *rest: events.append(("cycle", face, j)))
+    window.worker.resultReady.connect(lambda *a: events.append(("result",)))
+    slider = window.findChild(QSlider, "qualitySlider")
+    slider.setValue(3)
+    _wait_result(qtbot, window, k=3)
+
+    thumbs = preview.thumbnails()
+    assert [t.objectName() for t in thumbs] == ["cycleThumb1", "cycleThumb2", "cycleThumb3"]
+    xs = [t.mapTo(preview, QPoint(0, 0)).x() for t in thumbs]
+    assert xs == sorted(xs) and len(set(xs)) == 3
+    assert all(isinstance(t, QLabel) and not t.pixmap().isNull() for t in thumbs)
+    # only the missing cycles ran (1 was reused), each arriving before the composite
+    current = window.quality.current_face()
+    assert [e for e in events if e[0] == "cycle" and e[1] == current] == [("cycle", current, 2), ("cycle", current, 3)]
+    assert events[-1] == ("result",) and {e[2] for e in events if e[0] == "cycle"} == {2, 3}
+    # each thumbnail is that cycle of the engine, computed here independently
+    crop = window.crops[current].image
+    cycles = list(Restorer(tiny_model).restore(crop, 3))
+    for j, thumb in enumerate(thumbs):
+        shown = qimage_to_array(thumb.pixmap().toImage())
+        expected = qimage_to_array(thumbnail(cycles[j], THUMB))
+        assert shown.shape == expected.shape
+        assert np.abs(shown.astype(int) - expected.astype(int)).max() <= 1
+    assert len(preview.deltas()) == 3 and all(d > 0 for d in preview.deltas())
+
+    # lowering k reuses the computed cycles: nothing is recomputed, two thumbnails remain
+    events.clear()
+    slider.setValue(2)
+    _wait_result(qtbot, window, k=2)
+    assert [e for e in events if e[0] == "cycle"] == []
+    assert len(preview.thumbnails()) == 2
+
+    # clicking a thumbnail shows that cycle in the compare view
+    qtbot.mouseClick(thumbs[0], Qt.MouseButton.LeftButton)
+    _wait_result(qtbot, window, show_cycle=1)
+    assert window.compare.result_label == "Cycle 1"
+
+
+def test_blend_and_face_toggles_change_the_result(qtbot, window, test_data):
+    full = _open_and_restore(qtbot, window, test_data / PHOTO).copy()
+    original = window.photo.rgb
+    f0, f1 = window.faces[0], window.faces[1]
+    r0, r1 = _box_region(f0, original.shape), _box_region(f1, original.shape)
+    assert not np.array_equal(full[r0], original[r0]) and not np.array_equal(full[r1], original[r1])
+
+    blend = window.findChild(QSlider, "blendSlider")
+    blend.setValue(0)
+    none = _wait_result(qtbot, window, blend=0.0)
+    assert np.array_equal(none, original)
+    blend.setValue(50)
+    half = _wait_result(qtbot, window, blend=0.5).astype(float)
+    d_half = np.abs(half[r0] - original[r0].astype(float)).mean()
+    d_full = np.abs(full[r0].astype(float) - original[r0].astype(float)).mean()
+    assert 0.2 * d_full < d_half < 0.8 * d_full
+    blend.setValue(100)
+    _wait_result(qtbot, window, blend=1.0)
+
+    # exclude face 1 by clicking its box in the compare view
+    cx, cy = (f0.box[0] + f0.box[2]) / 2, (f0.box[1] + f0.box[3]) / 2
+    pos = window.compare.widget_point(cx, cy).toPoint()
+    assert window.compare.face_at(QPointF(pos)) == 0
+    qtbot.mouseClick(window.compare, Qt.MouseButton.LeftButton, pos=pos)
+    assert window.quality.included() == [1]
+    one = _wait_result(qtbot, window, cycles={1: 2})
+    def change(a, b, region):
+        return float(np.abs(a[region].astype(float) - b[region].astype(float)).mean())
+
+    # face 1 is left (almost: face 2's feathered edge reaches into its box) as it was
+    assert change(one, original, r0) < 0.2 * change(full, original, r0)
+    assert change(one, full, r1) < 0.2 * change(full, original, r1)  # face 2 still restored
+    assert not window.compare.included[0]
+
+    # and back in through the list
+    window.quality.face_list.item(0).setCheckState(Qt.CheckState.Checked)
+    both = _wait_result(qtbot, window, cycles={0: 2, 1: 2})
+    assert np.array_equal(both, full)
+
+
+def test_a_new_request_supersedes_the_one_in_flight(qtbot, window, test_data):
+    _open_and_restore(qtbot, window, test_data / PHOTO)
+    results = []
+    window.worker.resultReady.connect(lambda doc, rgb, info: results.append(info["k"]))
+    for k in (6, 5, 4, 1):  # dragged quickly: only the last one has to be shown
+        window.findChild(QSlider, "qualitySlider").setValue(k)
+    _wait_result(qtbot, window, k=1)
+    assert results[-1] == 1
+    assert len(results) < 4  # the superseded requests were cancelled, not all run to the end
+    assert len(window.preview.thumbnails()) == 1
+
+
+def test_no_faces_and_bad_file_are_reported_without_blocking(qtbot, window, tmp_path):
+    bad = tmp_path / "letter.jpg"
+    bad.write_text("this is not a photograph")
+    window.open_path(bad)
+    qtbot.waitUntil(lambda: window.error_banner.isVisible(), timeout=WAIT)
+    assert "letter.jpg" in window.error_banner.text()
+    assert window.isEnabled()  # no modal box: the window stays usable
+
+    flat = tmp_path / "flat.png"
+    from app.core.io import save_image
+
+    save_image(flat, np.full((200, 300, 3), 128, np.uint8))
+    window.open_path(flat)
+    qtbot.waitUntil(lambda: window.photo is not None, timeout=WAIT)
+    qtbot.waitUntil(lambda: "No faces" in window.error_banner.text(), timeout=WAIT)
+    assert window.quality.face_list.count() == 0
+
+
+# ------------------------------------------------------------------------------ compare view
+def test_compare_view_zoom_at_cursor_split_and_hold_original(qtbot, window, test_data):
+    _open_and_restore(qtbot, window, test_data / PHOTO)
+    view = window.compare
+    assert view.objectName() == "compareView"
+    anchor = QPointF(view.width() * 0.3, view.height() * 0.6)
+    before = view.image_point(anchor)
+    view.set_zoom(view.zoom * 2.5, anchor)
+    after = view.image_point(anchor)
+    assert abs(before.x() - after.x()) < 1e-6 and abs(before.y() - after.y()) < 1e-6
+
+    # side by side: both panes show the same image point at the same place in the pane
+    window.mode_actions["side"].trigger()
+    assert view.mode == "side"
+    p_left = view.widget_point(100, 100, 0)
+    p_right = view.widget_point(100, 100, 1)
+    assert abs((p_right.x() - p_left.x()) - view.width() / 2) <= 2 and p_left.y() == p_right.y()
+
+    window.mode_actions["split"].trigger()
+    x = int(view.split * view.width())
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=QPoint(x, view.height() // 2))
+    qtbot.mouseMove(view, QPoint(x + 80, view.height() // 2))
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=QPoint(x + 80, view.height() // 2))
+    assert abs(view.split * view.width() - (x + 80)) <= 2
+
+    view.setFocus()
+    qtbot.keyPress(view, Qt.Key.Key_O)
+    assert view.holding_original
+    qtbot.keyRelease(view, Qt.Key.Key_O)
+    assert not view.holding_original
+
+
+# ------------------------------------------------------------ clipboard, drop, save, export
+def test_paste_drop_save_and_export(qtbot, window, test_data, tmp_path):
+    from app.core.io import load_image
+    from app.gui.imaging import array_to_qimage
+
+    photo = load_image(test_data / PHOTO_2)
+    QGuiApplication.clipboard().setImage(array_to_qimage(photo.rgb))
+    window.act_paste.trigger()
+    qtbot.waitUntil(lambda: window.quality.face_list.count() == 2, timeout=WAIT)
+    assert window.path is None and window.photo.rgb.shape == photo.rgb.shape
+
+    copy = tmp_path / "dropped.jpg"
+    shutil.copy(test_data / PHOTO, copy)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(copy))])
+    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(drop)
+    result = _wait_result(qtbot, window)
+    assert window.path == copy
+
+    saved = []
+    window.save_result(tmp_path / "out" / "restored.png", on_done=saved.append)
+    qtbot.waitUntil(lambda: bool(saved), timeout=WAIT)
+    assert np.array_equal(load_image(saved[0]).rgb, result)
+    window.save_result(copy)  # the original: refused, named, nothing written
+    assert "original" in window.error_banner.text()
+
+    exported = []
+    window.export_comparison(tmp_path / "cmp.png", on_done=exported.append)
+    qtbot.waitUntil(lambda: bool(exported), timeout=WAIT)
+    cmp = load_image(exported[0]).rgb
+    h, w = result.shape[:2]
+    assert cmp.shape[0] == h and cmp.shape[1] > 2 * w
+    assert np.array_equal(cmp[:, :w], window.photo.rgb) and np.array_equal(cmp[:, -w:], result)
+
+    window.act_copy.trigger()
+    assert QGuiApplication.clipboard().image().size().width() == w
+
+
+# --------------------------------------------------------------------------------- the batch
+def test_batch_dialog_reports_a_corrupt_file(qtbot, window, test_data, tmp_path):
+    src, out = tmp_path / "album", tmp_path / "restored"
+    src.mkdir()
+    for name in (PHOTO, PHOTO_2, PORTRAIT):
+        shutil.copy(test_data / name, src / name)
+    data = (test_data / PORTRAIT).read_bytes()
+    (src / "corrupt.jpg").write_bytes(data[: len(data) // 3])  # a truncated JPEG
+
+    window.act_batch.trigger()
+    dialog = window.batch_dialog
+    assert dialog.objectName() == "batchDialog" and dialog.isVisible() and not dialog.isModal()
+    dialog.input_edit.setText(str(src))
+    dialog.output_edit.setText(str(out))
+    dialog.k_combo.setCurrentIndex(dialog.k_combo.findData(2))
+    qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dialog.result is not None and not dialog.running, timeout=60_000)
+
+    assert dialog.status_of("corrupt.jpg") == "failed"
+    for name in (PHOTO, PHOTO_2, PORTRAIT):
+        assert dialog.status_of(name) == "done"
+        assert (out / name).is_file()
+    assert not (out / "corrupt.jpg").exists()
+    summary = dialog.summary.text()
+    assert "corrupt.jpg" in summary and "1 failed" in summary
+    assert dialog.progress_bar.value() == dialog.progress_bar.maximum() == 4
+    assert window.settings.folder("batch_in") == str(src)
+
+
+def test_batch_cancel_stops_promptly(qtbot, window, test_data, tmp_path):
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(12):
+        shutil.copy(test_data / PHOTO, src / f"copy_{i:02d}.jpg")
+    window.open_batch_dialog()
+    dialog = window.batch_dialog
+    dialog.input_edit.setText(str(src))
+    dialog.output_edit.setText(str(tmp_path / "out"))
+    dialog.k_combo.setCurrentIndex(dialog.k_combo.findData(6))
+    dialog.start()
+    qtbot.waitUntil(lambda: dialog.progress_bar.value() >= 1, timeout=WAIT)
+    dialog.cancel()
+    qtbot.waitUntil(lambda: dialog.result is not None and not dialog.running, timeout=WAIT)
+    assert dialog.result.was_cancelled
+    assert dialog.result.count("done") < 12
+    assert "Cancelled" in dialog.summary.text()
+
+
+# ---------------------------------------------------------------------- settings, log, model
+def test_settings_persist_between_runs(qtbot, tiny_model, settings_path, test_data):
+    from app.gui.settings import Settings
+
+    w = _open_window(qtbot, tiny_model)
+    w.findChild(QSlider, "qualitySlider").setValue(3)
+    w.findChild(QSlider, "blendSlider").setValue(70)
+    w.mode_actions["side"].trigger()
+    w.open_path(test_data / PHOTO)
+    qtbot.waitUntil(lambda: w.photo is not None, timeout=WAIT)
+    w.resize(1000, 700)
+    _close(w)
+
+    assert settings_path.is_file()
+    s = Settings()
+    assert s.path == settings_path
+    assert s.k == 3 and abs(s.blend - 0.7) < 1e-9 and s.view_mode == "side"
+    assert s.recent_files[0] == str((test_data / PHOTO).resolve())
+    assert s.folder("open") == str(test_data)
+
+    w2 = _open_window(qtbot, tiny_model)
+    assert w2.findChild(QSlider, "qualitySlider").value() == 3
+    assert w2.quality.blend_value == 0.7 and w2.compare.mode == "side"
+    assert [a.toolTip() for a in w2.recent_menu.actions()][0] == str((test_data / PHOTO).resolve())
+    assert s.geometry is not None and s.window_state is not None  # restored by restoreGeometry/State
+    _close(w2)
+
+
+def test_log_view_text_can_be_copied(qtbot, window, test_data):
+    _open_and_restore(qtbot, window, test_data / PHOTO)
+    window.act_log.trigger()
+    view = window.log_view
+    assert view.isVisible() and not view.isModal()
+    text = view.text.toPlainText()
+    assert "CFR Studio" in text and "2 face(s) found" in text and PHOTO in text
+    view.copy_all()
+    assert QGuiApplication.clipboard().text() == text
+
+
+def test_missing_model_is_explained_and_faces_still_found(qtbot, settings_path, tmp_path, test_data):
+    missing = tmp_path / "models" / "cfrnet_int8.onnx"
+    w = _open_window(qtbot, missing, test_data / PHOTO)
+    qtbot.waitUntil(lambda: w.model_banner.isVisible(), timeout=WAIT)
+    text = w.model_banner.text()
+    assert "cfrnet_int8.onnx" in text and "missing" in text and "Choose model" in text
+    qtbot.waitUntil(lambda: w.quality.face_list.count() == 2, timeout=WAIT)
+    assert w.result is None or np.array_equal(w.result, w.photo.rgb)
+    _close(w)
+
+
+def test_device_panel_is_marked_simulated(qtbot, window, test_data):
+    from app.gui.device_panel import DevicePanel, npu_available
+
+    panel = window.findChild(DevicePanel, "devicePanel")
+    assert "SIMULATED" in panel.banner.text()
+    _open_and_restore(qtbot, window, test_data / PHOTO)
+    assert panel.cpu_cycle_seconds, "the CPU time measured while restoring is shown"
+    assert panel.current_precision == "fp32"
+    col = 2  # this CPU, FP32: the tiny model is FP32
+    cpu_per_cycle = panel.cpu_cycle_ms()
+    assert panel.table.item(0, col).text() == f"{cpu_per_cycle:,.1f} ms"
+    assert panel.table.item(1, col).text() == f"{cpu_per_cycle * 2:,.1f} ms"  # × k = 2
+    assert panel.table.item(2, col).text() == f"{cpu_per_cycle * 2 * 2:,.1f} ms"  # × 2 faces
+    assert panel.table.item(0, 1).text() == "no model file"  # no INT8 file next to it
+    if not npu_available():
+        pytest.skip("app.core.npu.simulate is not in this tree yet")
+    qtbot.waitUntil(lambda: panel.simulation is not None or panel.simulation_error, timeout=WAIT)
+    assert panel.simulation_error is None, panel.simulation_error
+    sim = panel.simulation
+    assert panel.table.item(0, 0).text() == f"{sim.per_inference_ms:,.1f} ms"
+    assert panel.table.item(1, 0).text() == f"{sim.per_inference_ms * 2:,.1f} ms"
+    assert "assumptions" in panel.assumptions.text().lower() and "Simulated" in panel.assumptions.text()
+    panel.layers_button.setChecked(True)
+    assert panel.layer_table.isVisible() and panel.layer_table.rowCount() == len(sim.layers) > 0
+
+    panel.measure_button.click()  # INT8 vs FP32 on this CPU (only the FP32 file exists here)
+    qtbot.waitUntil(lambda: "fp32" in panel.cpu_by_precision, timeout=WAIT)

@@ -142,7 +142,7 @@ def _print_text(r: dict, sim: Simulation, with_layers: bool) -> None:
         print()
     print(f"  per cycle   {r['per_cycle_ms']:10.2f} ms simulated   (100 % of peak, no memory limit: "
           f"{r['ideal_per_cycle_ms']:.2f} ms)")
-    print(f"  × k={r['k']}, × faces={r['faces']}: {r['total_ms']:10.2f} ms simulated   ({r['fps']:.1f} per second)")
+    print(f"  × k={r['k']} × faces={r['faces']}: {r['total_ms']:8.2f} ms simulated per photo ({r['fps']:.1f} photos per second)")
     if r["cpu_per_cycle_ms"] is not None:
         print(f"  this CPU    {r['cpu_per_cycle_ms']:10.2f} ms per cycle measured "
               f"(median of {r['cpu_runs']}, spread {r['cpu_spread_ms']:.1f} ms, {r['cpu_threads']} threads); "

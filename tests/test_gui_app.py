@@ -431,7 +431,7 @@ def test_device_panel_is_marked_simulated(qtbot, window, test_data):
     assert panel.table.item(0, col).text() == f"{cpu_per_cycle:,.1f} ms"
     assert panel.table.item(1, col).text() == f"{cpu_per_cycle * 2:,.1f} ms"  # × k = 2
     assert panel.table.item(2, col).text() == f"{cpu_per_cycle * 2 * 2:,.1f} ms"  # × 2 faces
-    assert panel.table.item(0, 1).text() == "no model file"  # no INT8 file next to it
+    assert panel.table.item(0, 1).text() == "no model"  # no INT8 file next to it
     if not npu_available():
         pytest.skip("app.core.npu.simulate is not in this tree yet")
     qtbot.waitUntil(lambda: panel.simulation is not None or panel.simulation_error, timeout=WAIT)

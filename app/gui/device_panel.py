@@ -84,6 +84,7 @@ class DevicePanel(QWidget):
         super().__init__(parent)
         self.setObjectName("devicePanel")
         self.setAccessibleName("Device panel: simulated NPU latency and measured CPU time")
+        self.setMinimumWidth(420)
         self._run_task = run_task
         self.model_paths: dict[str, Path] = {}
         self.simulation = None
@@ -107,7 +108,7 @@ class DevicePanel(QWidget):
 
         self.table = QTableWidget(3, 3, self)
         self.table.setObjectName("deviceTable")
-        self.table.setHorizontalHeaderLabels(["Hi3402 NPU\n(simulated)", "This CPU, INT8\n(measured)", "This CPU, FP32\n(measured)"])
+        self.table.setHorizontalHeaderLabels(["Hi3402 NPU\n(simulated)", "this CPU, INT8\n(measured)", "this CPU, FP32\n(measured)"])
         self.table.setVerticalHeaderLabels(["per cycle", "× k", "× faces"])
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
@@ -126,11 +127,13 @@ class DevicePanel(QWidget):
         self.assumptions.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.assumptions.setVisible(False)
 
-        self.measure_button = QPushButton("Time INT8 and FP32 on this CPU", self)
+        self.measure_button = QPushButton("Time INT8 vs FP32", self)
         self.measure_button.setObjectName("measureButton")
+        self.measure_button.setToolTip("Time one cycle of the INT8 and the FP32 model on this CPU")
         self.measure_button.clicked.connect(self.measure_cpu)
-        self.layers_button = QPushButton("Per-layer breakdown", self)
+        self.layers_button = QPushButton("Per-layer", self)
         self.layers_button.setObjectName("layersButton")
+        self.layers_button.setToolTip("The simulated time of every layer")
         self.layers_button.setCheckable(True)
         self.layers_button.toggled.connect(self._toggle_layers)
         self.assumptions_button = QPushButton("Assumptions", self)
@@ -191,17 +194,17 @@ class DevicePanel(QWidget):
         if not self.model_paths or self._run_task is None:
             return
         self.measure_button.setEnabled(False)
-        self.measure_button.setText("Timing on this CPU…")
+        self.measure_button.setText("Timing…")
 
         def done(result):
             self.cpu_by_precision = dict(result)
             self.measure_button.setEnabled(True)
-            self.measure_button.setText("Time INT8 and FP32 on this CPU")
+            self.measure_button.setText("Time INT8 vs FP32")
             self.refresh()
 
         def failed(text):
             self.measure_button.setEnabled(True)
-            self.measure_button.setText("Time INT8 and FP32 on this CPU")
+            self.measure_button.setText("Time INT8 vs FP32")
             self.cpu_note.setText(f"Timing failed: {text}")
 
         self._run_task(time_models, dict(self.model_paths), self._crop, on_done=done, on_failed=failed)
@@ -270,7 +273,7 @@ class DevicePanel(QWidget):
             return "failed" if self.simulation_error else "simulating…"
         precision = "int8" if col == 1 else "fp32"
         if precision not in self.model_paths:
-            return "no model file"
+            return "no model"
         return "not run yet" if precision == self.current_precision else "press Time…"
 
     def _assumptions_text(self) -> str:

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QScrollArea,
     QSplitter,
     QToolButton,
     QVBoxLayout,
@@ -197,7 +198,13 @@ class MainWindow(QMainWindow):
         self.device = DevicePanel(run_task=self.run_task, parent=self)
         self.device_dock = QDockWidget("Device (NPU simulation)", self)
         self.device_dock.setObjectName("deviceDock")
-        self.device_dock.setWidget(self.device)
+        scroll = QScrollArea(self)
+        scroll.setObjectName("deviceScroll")
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(self.device)
+        self.device_dock.setWidget(scroll)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.device_dock)
 
         sb = self.statusBar()
@@ -328,6 +335,10 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(s.geometry)
         if s.window_state is not None:
             self.restoreState(s.window_state)
+        else:  # the quality panel as tall as it needs, the device panel the rest
+            self.resizeDocks([self.quality_dock, self.device_dock], [self.quality.sizeHint().height(), 2000],
+                             Qt.Orientation.Vertical)
+            self.resizeDocks([self.quality_dock], [460], Qt.Orientation.Horizontal)
         self.quality.set_k(s.k, emit=False)
         self.quality.set_blend(s.blend, emit=False)
         self.set_view_mode(s.view_mode)

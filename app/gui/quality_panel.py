@@ -6,7 +6,6 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
-    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -37,7 +36,46 @@ def k_descriptions(k_psnr: int = 2, k_lpips: int = 3) -> dict[int, str]:
     return text
 
 
-SHORT_LABELS = {1: "fast", "psnr": "fidelity", "lpips": "perceptual"}
+class TickLabels(QWidget):
+    """The value and a word under each tick of a slider, placed where the style puts the ticks."""
+
+    def __init__(self, slider: QSlider, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.slider = slider
+        self.labels: dict[int, str] = {}
+        fm = self.fontMetrics()
+        self.setMinimumHeight(2 * fm.height() + 4)
+
+    def set_labels(self, labels: dict[int, str]) -> None:
+        self.labels = dict(labels)
+        self.update()
+
+    def paintEvent(self, event) -> None:
+        from PySide6.QtGui import QPainter
+        from PySide6.QtWidgets import QStyle, QStyleOptionSlider
+
+        opt = QStyleOptionSlider()
+        self.slider.initStyleOption(opt)
+        style = self.slider.style()
+        handle = style.subControlRect(QStyle.ComplexControl.CC_Slider, opt, QStyle.SubControl.SC_SliderHandle, self.slider)
+        groove = style.subControlRect(QStyle.ComplexControl.CC_Slider, opt, QStyle.SubControl.SC_SliderGroove, self.slider)
+        span = groove.width() - handle.width()
+        offset = self.slider.mapTo(self.parentWidget(), groove.topLeft()).x() - self.x() + handle.width() / 2
+        p = QPainter(self)
+        fm = self.fontMetrics()
+        for k in range(self.slider.minimum(), self.slider.maximum() + 1):
+            x = offset + QStyle.sliderPositionFromValue(self.slider.minimum(), self.slider.maximum(), k, span)
+            bold = k == self.slider.value() and self.slider.isEnabled()
+            font = self.font()
+            font.setBold(bold)
+            p.setFont(font)
+            for line, text in enumerate((str(k), self.labels.get(k, ""))):
+                w = fm.horizontalAdvance(text) + 8
+                left = min(max(0.0, x - w / 2), self.width() - w)  # the end labels stay inside
+                p.drawText(int(left), line * fm.height(), int(w), fm.height(), int(Qt.AlignmentFlag.AlignHCenter), text)
+        p.end()
+
+
 
 
 class QualityPanel(QWidget):
@@ -62,17 +100,7 @@ class QualityPanel(QWidget):
         self.slider.setTickPosition(QSlider.TickPosition.TicksBelow)
         self.slider.setTickInterval(1)
         self.slider.setValue(2)
-        self.tick_labels: list[QLabel] = []
-        ticks = QGridLayout()
-        ticks.setContentsMargins(0, 0, 0, 0)
-        ticks.setHorizontalSpacing(0)
-        for k in range(K_MIN, K_MAX + 1):
-            lab = QLabel(str(k), box)
-            lab.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
-            lab.setObjectName(f"kLabel{k}")
-            self.tick_labels.append(lab)
-            ticks.addWidget(lab, 0, k - K_MIN)
-            ticks.setColumnStretch(k - K_MIN, 1)
+        self.ticks = TickLabels(self.slider, box)
         self.auto = QCheckBox("Auto: stop at the fixed point (≤ 6 cycles)", box)
         self.auto.setObjectName("autoCheck")
         self.description = QLabel(box)
@@ -81,7 +109,7 @@ class QualityPanel(QWidget):
         self.description.setMinimumHeight(36)
         v = QVBoxLayout(box)
         v.addWidget(self.slider)
-        v.addLayout(ticks)
+        v.addWidget(self.ticks)
         v.addWidget(self.description)
         v.addWidget(self.auto)
 
@@ -103,7 +131,8 @@ class QualityPanel(QWidget):
         self.face_list = QListWidget(faces_box)
         self.face_list.setObjectName("faceList")
         self.face_list.setAccessibleName("Detected faces")
-        self.face_list.setMinimumHeight(90)
+        self.face_list.setMinimumHeight(70)
+        self.face_list.setMaximumHeight(150)
         all_btn = QPushButton("All", faces_box)
         none_btn = QPushButton("None", faces_box)
         largest_btn = QPushButton("Largest", faces_box)
@@ -124,7 +153,8 @@ class QualityPanel(QWidget):
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(box)
         layout.addWidget(blend_box)
-        layout.addWidget(faces_box, 1)
+        layout.addWidget(faces_box)
+        layout.addStretch(1)
 
         self.slider.valueChanged.connect(self._on_slider)
         self.auto.toggled.connect(self._on_auto)
@@ -140,7 +170,8 @@ class QualityPanel(QWidget):
         self._refresh_labels()
 
     def _refresh_labels(self) -> None:
-        for k, lab in zip(range(K_MIN, K_MAX + 1), self.tick_labels):
+        labels = {}
+        for k in range(K_MIN, K_MAX + 1):
             word = ""
             if k == self._k_psnr:
                 word = "fidelity"
@@ -148,8 +179,9 @@ class QualityPanel(QWidget):
                 word = "perceptual"
             elif k == 1:
                 word = "fast"
-            lab.setText(f"{k}\n{word}" if word else f"{k}\n")
-            lab.setToolTip(k_descriptions(self._k_psnr, self._k_lpips)[k])
+            labels[k] = word
+        self.ticks.set_labels(labels)
+        self.slider.setToolTip("\n".join(k_descriptions(self._k_psnr, self._k_lpips).values()))
         self._describe()
 
     def _describe(self) -> None:
@@ -179,6 +211,7 @@ class QualityPanel(QWidget):
 
     def _on_slider(self, value: int) -> None:
         self._describe()
+        self.ticks.update()
         if not self._updating and not self.auto.isChecked():
             self.kChanged.emit(int(value))
 

@@ -75,8 +75,9 @@ class BatchResult:
 
     @property
     def all_failed(self) -> bool:
-        """The batch as a whole failed: files were tried and none of them succeeded."""
-        tried = [r for r in self.records if r.status in ("done", "failed")]
+        """The batch as a whole failed: every photo failed (one done now or in an earlier run,
+        i.e. skipped, means it did not)."""
+        tried = [r for r in self.records if r.status in ("done", "skipped", "failed")]
         return bool(tried) and all(r.status == "failed" for r in tried)
 
     @property

@@ -445,3 +445,36 @@ def test_device_panel_is_marked_simulated(qtbot, window, test_data):
 
     panel.measure_button.click()  # INT8 vs FP32 on this CPU (only the FP32 file exists here)
     qtbot.waitUntil(lambda: "fp32" in panel.cpu_by_precision, timeout=WAIT)
+
+
+def test_command_line_path_opens_in_the_gui(qtbot, qapp, tiny_model, settings_path, test_data, monkeypatch):
+    """`cfr-studio PHOTO` (no sub-command) starts the GUI with the photo open (here without any
+    model: the app starts and finds faces all the same); closing the window ends the event loop
+    and run_app returns 0."""
+    from PySide6.QtCore import QTimer
+
+    from app.cli import main
+
+    import time
+
+    seen = {}
+    deadline = time.monotonic() + WAIT / 1000
+
+    def watch():
+        if time.monotonic() > deadline:  # never hang the test run: give up and close
+            for t in qapp.topLevelWidgets():
+                t.close()
+            qapp.quit()
+            return
+        w = next((t for t in qapp.topLevelWidgets() if t.objectName() == "mainWindow" and t.isVisible()), None)
+        if w is not None and w.quality.face_list.count() == 2:
+            seen["faces"] = w.quality.face_list.count()
+            seen["path"] = w.path
+            w.close()
+            qapp.quit()
+            return
+        QTimer.singleShot(50, watch)
+
+    QTimer.singleShot(50, watch)
+    assert main([str(test_data / PHOTO)]) == 0
+    assert seen == {"faces": 2, "path": test_data / PHOTO}

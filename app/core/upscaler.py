@@ -136,6 +136,10 @@ class Upscaler:
         if rgb.dtype not in (np.uint8, np.uint16):
             raise ValueError(f"upscale wants uint8 or uint16 pixels, got {rgb.dtype}")
         peak = 255.0 if rgb.dtype == np.uint8 else 65535.0
+        # the colour conversions as 3×4 affine matrices (pixel scale folded in) for cv2.transform,
+        # which does them in one vectorised pass per tile
+        to_ycc = np.hstack([_RGB2YCC / peak, _YCC_OFFSET[:, None]]).astype(np.float32)
+        to_rgb = np.hstack([_YCC2RGB * peak, -(_YCC2RGB @ _YCC_OFFSET)[:, None] * peak]).astype(np.float32)
         h, w = rgb.shape[:2]
         s, mg = self.scale, self.margin
         out = np.empty((h * s, w * s, 3), rgb.dtype)
@@ -144,15 +148,19 @@ class Upscaler:
             check_cancel(cancel)
             # the block plus its margin of real context, clipped to the image
             cy0, cy1, cx0, cx1 = max(y0 - mg, 0), min(y1 + mg, h), max(x0 - mg, 0), min(x1 + mg, w)
-            ycc = rgb_to_ycbcr(rgb[cy0:cy1, cx0:cx1].astype(np.float32) / np.float32(peak))
+            ycc = cv2.transform(rgb[cy0:cy1, cx0:cx1].astype(np.float32), to_ycc)
             luma = self.model.run1(np.ascontiguousarray(ycc[None, None, :, :, 0]))[0, 0]
             chroma = cv2.resize(ycc[:, :, 1:], ((cx1 - cx0) * s, (cy1 - cy0) * s),
                                 interpolation=cv2.INTER_CUBIC)
             oy, ox = (y0 - cy0) * s, (x0 - cx0) * s
-            keep = (slice(oy, oy + (y1 - y0) * s), slice(ox, ox + (x1 - x0) * s))
-            big = np.concatenate([luma[keep][:, :, None], chroma[keep]], axis=2)
-            pixels = np.clip(ycbcr_to_rgb(big), 0.0, 1.0) * np.float32(peak)
-            out[y0 * s:y1 * s, x0 * s:x1 * s] = np.rint(pixels).astype(rgb.dtype)
+            th, tw = (y1 - y0) * s, (x1 - x0) * s
+            big = np.empty((th, tw, 3), np.float32)
+            big[:, :, 0] = luma[oy:oy + th, ox:ox + tw]
+            big[:, :, 1:] = chroma[oy:oy + th, ox:ox + tw]
+            pixels = cv2.transform(big, to_rgb)
+            np.clip(pixels, 0.0, peak, out=pixels)
+            pixels += 0.5  # round half up on the cast below
+            out[y0 * s:y1 * s, x0 * s:x1 * s] = pixels.astype(rgb.dtype)
             if progress is not None:
                 progress(n + 1, len(blocks), f"upscaling ×{s}: tile {n + 1} of {len(blocks)}")
         return out

@@ -37,12 +37,13 @@ MODEL_ASSUMPTIONS = (
 class Simulation:
     per_inference_ms: float          # one call of the model at input_shape (all tiles)
     layers: list[LayerTiming]        # one tile's layers (the whole input when tiles == 1)
-    macs: int                        # arithmetic MACs of one inference (all tiles, halos incl.)
+    macs: int                        # arithmetic MACs of one inference of the whole input
     params: int
     profile: NpuProfile
     assumptions: list[str]
     tiles: float                     # inferences the input is split into (1 = untiled)
-    executed_macs: int = 0           # MACs the NPU executes (ConvTranspose by zero insertion)
+    executed_macs: int = 0           # MACs the NPU executes: all tiles with their halos, fused
+                                     # activations not counted, ConvTranspose by zero insertion
     ideal_ms: float = 0.0            # executed MACs at 100 % of peak, no memory limit
     per_tile_ms: float = 0.0
     tile_shape: tuple[int, ...] = ()  # input shape of one tile, halo included
@@ -112,7 +113,7 @@ def simulate(model: str | Path | onnx.ModelProto, npu: str | NpuProfile = "hi340
         f"Tiled: {n:.2f} inferences of {th}×{tw} input pixels, each read with a {hy}×{hx}-pixel "
         f"halo ({in_h}×{in_w}); a partial tile costs pro rata.")
     return Simulation(
-        per_inference_ms=tile_ms * n, layers=layers, macs=int(part.macs * n), params=full.params,
+        per_inference_ms=tile_ms * n, layers=layers, macs=full.macs, params=full.params,
         profile=profile, assumptions=assumptions, tiles=n, executed_macs=int(executed * n),
         ideal_ms=executed * n / profile.peak_macs_per_s * 1000.0, per_tile_ms=tile_ms,
         tile_shape=tile_shape, halo=(hy, hx),

@@ -294,6 +294,14 @@ def main(argv=None) -> int:
         clean, names = clean[: args.limit], names[: args.limit]
     clean = np.ascontiguousarray(clean)
     inputs = degraded_inputs(clean, args.seed)
+    # The random chain can skip every step (p ≈ 1e-3 per face): such an input is the clean face
+    # itself, its PSNR infinite, and it tests nothing. Drop it and say so.
+    same = [i for i, (x, y) in enumerate(zip(inputs, clean)) if np.array_equal(x, y)]
+    if same:
+        print(f"excluded {len(same)} face(s) whose degraded input equals the clean face: "
+              + ", ".join(names[i] for i in same), file=sys.stderr)
+        keep = [i for i in range(len(clean)) if i not in set(same)]
+        clean, inputs, names = clean[keep], [inputs[i] for i in keep], [names[i] for i in keep]
     lpips = Lpips(args.lpips_model, threads=args.threads)
 
     def progress(done, total, what):
@@ -305,12 +313,16 @@ def main(argv=None) -> int:
     for name, path in specs:
         results.append(evaluate_model(name, path, inputs, clean, lpips, args.threads, progress))
     text = markdown(input_s, clean_niqe, results, len(clean), args.seed)
+    if same:
+        text += f"\n\n({len(same)} face(s) left out: the degradation left them unchanged.)"
     print(text)
     print(f"\n({time.time() - t0:.0f} s in all)", file=sys.stderr)
     if args.markdown:
         _write(args.markdown, text + "\n")
     if args.json:
-        _write(args.json, json.dumps(to_json(input_s, clean_niqe, results, names, args.seed), indent=1))
+        payload = to_json(input_s, clean_niqe, results, names, args.seed)
+        payload["excluded_unchanged"] = len(same)
+        _write(args.json, json.dumps(payload, indent=1))
     return 0
 
 

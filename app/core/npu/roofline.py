@@ -137,7 +137,6 @@ def time_graph(stats: GraphStats, profile: NpuProfile) -> tuple[list[LayerTiming
     produced_in: dict[str, int] = {stats.input_name: -1}
     pos_of_tensor: dict[str, int] = {stats.input_name: -1}
     depth_rows: list[int] = []   # accumulated kernel rows along the cascade, per layer index
-    need_of: list[float] = []
     col_tiles: list[int] = []
     section = 0
     used = 0.0
@@ -156,11 +155,11 @@ def time_graph(stats: GraphStats, profile: NpuProfile) -> tuple[list[LayerTiming
             need += 2 * l.upsample[0] * _row_bytes(l.output_shape, b)
         # a skip input produced earlier in this cascade waits for the rows in between
         skip = 0.0
-        for t in l.inputs[1:] if l.inputs else []:
-            j = pos_of_tensor.get(t)
-            if j is not None and j >= start:
-                delay = (depth_rows[i - 1] if i else 0) - (depth_rows[j] if j >= 0 else 0) + 2
-                skip += min(delay, _rows(shape_of.get(t, (1,)))) * _row_bytes(shape_of.get(t, (1,)), b)
+        # the input produced last is the stream; the others are skips held in the buffer
+        inside = sorted((pos_of_tensor[t], t) for t in l.inputs if pos_of_tensor.get(t, -1) >= start)
+        for j, t in inside[:-1]:
+            delay = (depth_rows[i - 1] if i else 0) - depth_rows[j] + 2
+            skip += min(delay, _rows(shape_of.get(t, (1,)))) * _row_bytes(shape_of.get(t, (1,)), b)
         tiles = 1
         total = need + skip
         if total > sram:
@@ -178,7 +177,6 @@ def time_graph(stats: GraphStats, profile: NpuProfile) -> tuple[list[LayerTiming
         used += min(total, sram)
         section_of[i] = section
         col_tiles.append(tiles)
-        need_of.append(total)
         prev = depth_rows[-1] if depth_rows else 0
         depth_rows.append(prev + max(0, l.kernel[0] - 1))
         produced_in[out] = section

@@ -88,3 +88,13 @@ def test_uint8_rounds_each_pass_like_matlab():
     rows = np.clip(np.floor(imresize(img.astype(np.float64), output_shape=(20, 36)) + 0.5), 0, 255)
     both = np.clip(np.floor(imresize(rows, output_shape=(20, 18)) + 0.5), 0, 255)
     assert np.array_equal(u8, both.astype(np.uint8))
+
+
+@pytest.mark.parametrize("scale,published", [(2, 33.66), (4, 28.42)])
+def test_bicubic_set5_reproduces_the_published_baseline(shared_data, scale, published):
+    # The SR protocol built on this resizer (training/sr_eval.py: MATLAB-bicubic LR, Y, shave = s)
+    # must give the bicubic row every SR paper prints (sr/PUBLISHED.md, EDSR Table 6) to ±0.03 dB.
+    from training.sr_eval import evaluate
+
+    (result,) = evaluate(None, scale, sets=["Set5"], data_dir=shared_data)
+    assert result.psnr == pytest.approx(published, abs=0.03)

@@ -98,3 +98,11 @@ def test_bicubic_set5_reproduces_the_published_baseline(shared_data, scale, publ
 
     (result,) = evaluate(None, scale, sets=["Set5"], data_dir=shared_data)
     assert result.psnr == pytest.approx(published, abs=0.03)
+
+
+def test_uint16_keeps_its_dtype_and_range():
+    img = (np.arange(30 * 20, dtype=np.uint16).reshape(30, 20) * 109).astype(np.uint16)
+    out = imresize(img, 0.5)
+    assert out.dtype == np.uint16 and out.shape == (15, 10)
+    f = imresize(img.astype(np.float64), 0.5)
+    assert np.abs(out.astype(float) - np.clip(f, 0, 65535)).max() <= 1.0

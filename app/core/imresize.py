@@ -11,8 +11,8 @@ compared with a faithful port. MATLAB's conventions, reproduced here:
 - taps outside the image are mirrored (symmetric padding, edge pixel repeated);
 - weights are normalised to sum 1 per output pixel; all-zero tap columns are dropped;
 - the dimension with the smaller scale factor is resized first (rows first when equal);
-- for uint8 input every pass is rounded and saturated to uint8 (MATLAB's imresizemex returns the
-  input's class), and the result is uint8.
+- for uint8 (uint16) input every pass is rounded and saturated to uint8 (uint16): MATLAB's
+  imresizemex returns the input's class; the result has the input's dtype.
 
 Only numpy: this module ships in the app bundle, which has no scipy.
 """
@@ -81,8 +81,8 @@ def imresize(
     """Resize an H×W or H×W×C image like MATLAB's ``imresize(img, scale|[h w], 'bicubic')``.
 
     Give either ``scale`` (one factor for both axes; the output is ceil(scale·size)) or
-    ``output_shape`` (h, w). uint8 input gives uint8 output (rounded per pass, as MATLAB does);
-    any other dtype is computed and returned as float64.
+    ``output_shape`` (h, w). uint8 / uint16 input gives uint8 / uint16 output (rounded per pass, as
+    MATLAB does); any other dtype is computed and returned as float64.
     """
     img = np.asarray(img)
     if img.ndim not in (2, 3):
@@ -100,7 +100,7 @@ def imresize(
         if out_h < 1 or out_w < 1:
             raise ValueError(f"imresize: output shape must be positive, got {output_shape}")
         scales = (out_h / in_h, out_w / in_w)
-    is_uint8 = img.dtype == np.uint8
+    int_max = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}.get(img.dtype)
     out = img.astype(np.float64)
     lengths = ((in_h, out_h), (in_w, out_w))
     # MATLAB resizes along the dimension with the smaller scale first (stable sort: rows on a tie).
@@ -110,6 +110,6 @@ def imresize(
             continue
         w, idx = resize_weights(n_in, n_out, scales[axis], antialias)
         out = _resize_axis(out, axis, w, idx)
-        if is_uint8:
-            out = np.clip(np.floor(out + 0.5), 0, 255)
-    return out.astype(np.uint8) if is_uint8 else out
+        if int_max is not None:
+            out = np.clip(np.floor(out + 0.5), 0, int_max)
+    return out.astype(img.dtype) if int_max is not None else out

@@ -52,7 +52,11 @@ def _open_window(qtbot, model_path, path=None):
 
 
 def _close(window) -> None:
+    from PySide6.QtCore import QTimer
+
     window.close()
+    active = [(t.parent().metaObject().className(), t.parent().objectName()) for t in window.findChildren(QTimer) if t.isActive()]
+    assert not active, f"timers still running after close: {active}"
     assert not window.worker.isRunning(), "the engine thread is still running after close"
     assert window.pool.activeThreadCount() == 0, "a pool task is still running after close"
     bd = window.batch_dialog
@@ -229,6 +233,25 @@ def test_a_new_request_supersedes_the_one_in_flight(qtbot, window, test_data):
     assert results[-1] == 1
     assert len(results) < 4  # the superseded requests were cancelled, not all run to the end
     assert len(window.preview.thumbnails()) == 1
+
+
+def test_auto_stops_at_the_fixed_point(qtbot, window, test_data):
+    from app.core.restorer import AUTO_THRESHOLD, MAX_AUTO_CYCLES
+
+    _open_and_restore(qtbot, window, test_data / PHOTO)
+    window.findChild(type(window.quality.auto), "autoCheck").setChecked(True)
+    assert not window.quality.slider.isEnabled()
+    _wait_result(qtbot, window, k="auto")
+    used = window.result_info["cycles"]
+    for face, n in used.items():
+        deltas = window.deltas[face][:n]
+        assert 1 <= n <= MAX_AUTO_CYCLES
+        # it ran while the face still changed, and stopped at the first cycle that did not
+        assert all(d >= AUTO_THRESHOLD for d in deltas[:-1])
+        assert n == MAX_AUTO_CYCLES or deltas[-1] < AUTO_THRESHOLD
+    current = window.quality.current_face()
+    assert len(window.preview.thumbnails()) == used[current]
+    assert window.device.k == max(used.values())
 
 
 def test_no_faces_and_bad_file_are_reported_without_blocking(qtbot, window, tmp_path):

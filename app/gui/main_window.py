@@ -161,7 +161,8 @@ class MainWindow(QMainWindow):
         self.compare.faceClicked.connect(self._on_face_clicked)
         self.compare.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
         self.compare.holdOriginalChanged.connect(
-            lambda on: self.statusBar().showMessage("Showing the original (release O to go back)" if on else "", 0 if on else 1)
+            lambda on: self.statusBar().showMessage("Showing the original (release O to go back)")
+            if on else self.statusBar().clearMessage()
         )
         self.preview = CyclePreview(self)
         self.preview.cycleClicked.connect(self._on_cycle_clicked)
@@ -827,6 +828,9 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Stop every worker: cancel what runs, wait for the threads to end."""
+        self.statusBar().showMessage("", 0)  # a timeout of 0 deletes the status bar's message timer
+        self.statusBar().clearMessage()
+        self.busy_bar.hide()
         if self.batch_dialog is not None:
             self.batch_dialog.stop()
         self.worker.stop()

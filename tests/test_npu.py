@@ -95,6 +95,21 @@ def test_gemm_and_batched_matmul(tmp_path):
     assert analyse_model(m, (3, 7, 16)).macs == 3 * 7 * 16 * 9
 
 
+def test_flatten_then_gemm_uses_the_flattened_shape(tmp_path):
+    x = (2, 8, 3, 3)
+    flat = helper.make_node("Flatten", ["x"], ["f"], axis=1)
+    gemm = helper.make_node("Gemm", ["f", "w", "b"], ["y"], transB=1)
+    graph = helper.make_graph(
+        [flat, gemm], "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w(10, 72), "w"), numpy_helper.from_array(w(10), "b")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    assert ort_output_shape(m, x, tmp_path) == (2, 10)
+    s = analyse_model(m, x)
+    assert s.macs == 2 * 72 * 10 and s.params == 730 and len(s.layers) == 1
+
+
 @pytest.mark.parametrize("op, inits, attrs, per_element", [
     ("Add", [("c", w(1, 8, 1, 1))], {}, 1),
     ("Mul", [("c", w(8, 1, 1))], {}, 1),

@@ -169,7 +169,10 @@ def analyse_model(model: str | Path | onnx.ModelProto,
     proto = onnx.ModelProto()
     proto.CopyFrom(load_onnx(model))
     name = str(model) if not isinstance(model, onnx.ModelProto) else (proto.graph.name or "model")
-    input_name = _set_input_shape(proto, input_shape)
+    try:
+        input_name = _set_input_shape(proto, input_shape)
+    except ModelError as exc:
+        raise ModelError(f"{name}: {exc}") from exc
     # Clear stale intermediate shapes: they were inferred at another input size.
     del proto.graph.value_info[:]
     for out in proto.graph.output:
@@ -235,8 +238,11 @@ def analyse_model(model: str | Path | onnx.ModelProto,
                     param_names.add(r)
                     counted_params[r] = int(consts[r].size)
                     nparams += int(consts[r].size)
-        act_ins = [root(t) for t in ins if t and root(t) not in consts]
-        act_shapes = [shapes[t] for t in act_ins if t in shapes]
+        act_direct = [t for t in ins if t and root(t) not in consts]
+        act_ins = [root(t) for t in act_direct]
+        # the shape as this node sees it (after any Reshape/Flatten folded into the alias)
+        act_shapes = [shapes.get(t) or shapes[root(t)] for t in act_direct
+                      if t in shapes or root(t) in shapes]
         a = _attrs(node)
         oel = int(np.prod(oshape))
         kernel, stride, up = (1, 1), (1, 1), (1, 1)
@@ -270,8 +276,8 @@ def analyse_model(model: str | Path | onnx.ModelProto,
             st = a.get("strides", [1, 1])
             up = (int(st[0]), int(st[1]) if len(st) > 1 else 1)
         elif op == "Gemm":
-            sa = shapes[root(ins[0])]
-            sb = shapes[root(ins[1])]
+            sa = shapes.get(ins[0]) or shapes[root(ins[0])]
+            sb = shapes.get(ins[1]) or shapes[root(ins[1])]
             m = sa[1] if a.get("transA", 0) else sa[0]
             kk = sa[0] if a.get("transA", 0) else sa[1]
             n = sb[0] if a.get("transB", 0) else sb[1]
@@ -279,7 +285,7 @@ def analyse_model(model: str | Path | onnx.ModelProto,
             zi = macs
             in_per_group = int(kk)
         elif op == "MatMul":
-            kk = shapes[root(ins[0])][-1]
+            kk = (shapes.get(ins[0]) or shapes[root(ins[0])])[-1]
             macs = oel * int(kk)  # every output element is a K-long dot product
             zi = macs
             in_per_group = int(kk)

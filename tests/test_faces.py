@@ -162,8 +162,9 @@ def test_face_scaled():
 def test_min_face_rule():
     det = FaceDetector.__new__(FaceDetector)  # no graphs needed for the size rule
     det.min_face = None
-    assert det.effective_min_face(1600, 1200) == 24
-    assert det.effective_min_face(4000, 3000) == 50
+    assert det.effective_min_face(1536, 1024) == 24
+    assert det.effective_min_face(1600, 1200) == 25
+    assert det.effective_min_face(4000, 3000) == 62
     det.min_face = 30
     assert det.effective_min_face(4000, 3000) == 30
 

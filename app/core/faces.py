@@ -32,9 +32,9 @@ face, which gives the eye centres, nose tip and the real mouth corners. For the 
 two corners are *derived* from the four detector points: the similarity that takes the four points
 onto the four-point template (mouth centre last) is inverted and the template's mouth corners are
 mapped back into the image, then shifted so their midpoint is the detected mouth centre. Every
-Face carries five points that any consumer can align with (the transform differs from the
-four-point one by a fraction of a pixel on the crop); ``Face.alignment_points()`` gives the
-measured points only (four for a 'detector' face), which the pipeline aligns with.
+Face carries five points and every consumer aligns with them (the pipeline and the training
+pack alike, so their crops match); that differs from a four-point fit by under a pixel on the
+crop. ``Face.alignment_points()`` gives the measured points only (four for a 'detector' face).
 """
 
 from __future__ import annotations
@@ -88,9 +88,9 @@ class Face:
         return (0.5 * (self.box[0] + self.box[2]), 0.5 * (self.box[1] + self.box[3]))
 
     def alignment_points(self) -> np.ndarray:
-        """The points to align with: all five from the mesh; the detector's own four (eyes, nose,
-        mouth centre = midpoint of the derived corners) otherwise, so that an alignment uses only
-        measured points."""
+        """The measured points only: all five from the mesh; the detector's own four (eyes, nose,
+        mouth centre = midpoint of the derived corners) otherwise. (The app aligns on the five
+        ``landmarks``; this is for a caller that wants no derived point in its fit.)"""
         if self.source == "mesh":
             return self.landmarks
         return np.vstack([self.landmarks[:3], self.landmarks[3:5].mean(0)])

@@ -159,9 +159,10 @@ class Pipeline:
         return chosen
 
     def align(self, photo, faces: list[Face]) -> list[Crop]:
-        """Each face cut onto the 256×256 template, in the photo's dtype."""
+        """Each face cut onto the 256×256 template, in the photo's dtype. Aligned on the five
+        ``landmarks``, exactly as the training pack aligns its faces, so the crops match."""
         rgb = _rgb_of(photo)
-        return [align.align_face(rgb, f.alignment_points()) for f in faces]
+        return [align.align_face(rgb, f.landmarks) for f in faces]
 
     def composite(self, photo, crops: list[Crop], restored: list[np.ndarray], blend: float = 1.0) -> np.ndarray:
         """A copy of the photo with the restored faces pasted back (feathered, colour-matched,

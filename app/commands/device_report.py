@@ -159,12 +159,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         shape = _input_shape(args.model, args.size)
         sim = simulate(args.model, npu=args.npu, input_shape=shape, tile=args.tile)
-        cpu = measure_cpu(args.model, shape, args.k, args.cpu_runs, args.threads) \
-            if args.cpu_runs > 0 else None
     except CfrError as exc:
         print(f"cfr-studio device-report: {exc}", file=sys.stderr)
         return 1
+    cpu, cpu_error = None, None
+    if args.cpu_runs > 0:
+        try:
+            cpu = measure_cpu(args.model, shape, args.k, args.cpu_runs, args.threads)
+        except Exception as exc:  # ONNX Runtime's own errors, e.g. a fixed input size
+            cpu_error = f"{args.model}: could not run on this CPU at {args.size[0]}x{args.size[1]} ({exc})"
+            print(f"cfr-studio device-report: {cpu_error}", file=sys.stderr)
     r = report(sim, args.model, args.k, args.faces, args.size, cpu, args.layers)
+    r["cpu_error"] = cpu_error
     if args.json:
         print(json.dumps(r, indent=None))
     else:

@@ -87,6 +87,13 @@ def test_restore_bad_inputs(tmp_path, model, capsys):
     assert not (tmp_path / "letter_restored.jpg").exists()
     assert main(["restore", str(tmp_path / "nothere.jpg"), "--model", str(model)]) == 1
     assert "does not exist" in capsys.readouterr().err
+    src = tmp_path / "keep.jpg"
+    shutil.copy(text, src)
+    for extra in ([], ["--overwrite"]):
+        assert main(["restore", str(src), "-o", str(src), "--model", str(model), *extra]) == 1
+        assert "never overwritten" in capsys.readouterr().err
+    assert main(["restore", str(src), "-o", str(tmp_path / "x.gif"), "--model", str(model)]) == 1
+    assert ".jpg, .png" in capsys.readouterr().err
 
 
 def test_restore_missing_or_corrupt_model(portrait, tmp_path, capsys):

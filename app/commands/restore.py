@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from app.core.errors import Cancelled, CfrError
+from app.core.io import SUPPORTED_SUFFIXES
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -107,6 +108,12 @@ def run(args) -> int:
     dst: Path = args.output if args.output is not None else default_output(src)
     t0 = time.perf_counter()
     try:
+        # the cheap refusals before the work, not after it
+        if dst.suffix.lower() not in SUPPORTED_SUFFIXES:
+            raise CfrError(f"Cannot write '{dst}': use a .jpg, .png, .tif, .webp or .bmp name.")
+        if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+            raise CfrError(f"'{dst}' is the input photo, which is never overwritten; "
+                           "choose another output name with -o.")
         restorer = open_restorer(args.model, args.threads)
         pipeline = Pipeline(restorer=restorer)
         result = restore_file(src, dst, restore_options(args), pipeline=pipeline,

@@ -10,7 +10,7 @@ k = 1, 2, 3 come from the same run.
   k = 1, 2, 3, scaled to ``--photo-height``.
 
     python -m training.contact_sheet OUT.png [--model models/cfrnet_int8.onnx] [--photos-sheet P.png]
-        [--faces-per-photo 2] [--cell 192] [--limit N] [--threads 2]
+        [--faces-per-photo 2] [--cell 192] [--columns 3] [--limit N] [--threads 2]
 """
 
 from __future__ import annotations
@@ -91,6 +91,31 @@ def _stack(rows: list[np.ndarray], header: list[str], col_w: list[int], gap: int
     return np.concatenate(out, axis=0)
 
 
+def _split(rows: list[np.ndarray], n: int) -> list[list[np.ndarray]]:
+    """``rows`` cut into ``n`` consecutive runs of about equal height."""
+    n = max(1, min(n, len(rows)))
+    total = sum(r.shape[0] for r in rows)
+    chunks, current, acc = [], [], 0
+    for r in rows:
+        if current and acc + r.shape[0] / 2 > total * (len(chunks) + 1) / n and len(chunks) < n - 1:
+            chunks.append(current)
+            current = []
+        current.append(r)
+        acc += r.shape[0]
+    chunks.append(current)
+    return chunks
+
+
+def _columns(sheets: list[np.ndarray], gap: int = 16) -> np.ndarray:
+    h = max(s.shape[0] for s in sheets)
+    parts = []
+    for s in sheets:
+        pad = np.full((h, s.shape[1], 3), BG, np.uint8)
+        pad[: s.shape[0]] = s
+        parts += [pad, np.full((h, gap, 3), BG, np.uint8)]
+    return np.concatenate(parts[:-1], axis=1)
+
+
 def photo_files(folder: Path) -> list[Path]:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"})
     if not files:
@@ -99,7 +124,7 @@ def photo_files(folder: Path) -> list[Path]:
 
 
 def build_sheets(files: list[Path], model: Path | None, threads: int, faces_per_photo: int, cell: int,
-                 photo_height: int, want_photos: bool) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+                 photo_height: int, want_photos: bool, columns: int = 1) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     from app.core.pipeline import Pipeline, RestoreOptions
     from app.core.restorer import Restorer
 
@@ -127,7 +152,8 @@ def build_sheets(files: list[Path], model: Path | None, threads: int, faces_per_
                 versions.append(_u8(pipeline.composite(photo.rgb, [r.crop for r in picked], restored)))
             cells = [_pad_width(_fit(v, photo_height, photo_width), photo_width) for v in versions]
             photo_rows.append(_row(cells, f"{path.stem}: {len(picked)} face(s) restored"))
-    faces_sheet = _stack(face_rows, ["input"] + [f"k={k}" for k in KS], [cell] * 4)
+    faces_sheet = _columns([_stack(chunk, ["input"] + [f"k={k}" for k in KS], [cell] * 4)
+                            for chunk in _split(face_rows, columns)])
     photos_sheet = None
     if want_photos:
         photos_sheet = _stack(photo_rows, ["input"] + [f"k={k}" for k in KS], [photo_width] * 4)
@@ -144,6 +170,7 @@ def main(argv=None) -> int:
     ap.add_argument("--faces-per-photo", type=int, default=2)
     ap.add_argument("--cell", type=int, default=192, help="face cell size in px")
     ap.add_argument("--photo-height", type=int, default=256)
+    ap.add_argument("--columns", type=int, default=3, help="face rows wrapped into this many columns")
     ap.add_argument("--limit", type=int, default=None, help="first N photos")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -151,7 +178,7 @@ def main(argv=None) -> int:
     files = photo_files(args.photos)[: args.limit]
     faces_sheet, photos_sheet, notes = build_sheets(
         files, args.model, args.threads, args.faces_per_photo, args.cell, args.photo_height,
-        args.photos_sheet is not None)
+        args.photos_sheet is not None, args.columns)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_image(args.out, faces_sheet, overwrite=True)
     print(f"wrote {args.out} ({faces_sheet.shape[1]}×{faces_sheet.shape[0]})")

@@ -158,3 +158,16 @@ def test_psnr_y_shaves_the_border():
     # A single channel is taken to be Y already.
     assert psnr_y(y, hr, border=2) == math.inf
     assert shave(y, 3).shape == (34, 34)
+
+
+def test_reference_lpips_split_equals_the_shipped_model(inputs, lpips, tmp_path):
+    # training/evaluate_cfrnet.py splits the LPIPS graph to compute a reference's features once;
+    # it must give the whole model's numbers.
+    pytest.importorskip("onnx")
+    from training.evaluate_cfrnet import ReferenceLpips
+
+    split = ReferenceLpips(lpips, threads=1, cache=tmp_path)
+    others = np.stack([inputs["face_blur"], inputs["face_noise"], inputs["face_quant"], inputs["face_ref"]])
+    np.testing.assert_allclose(
+        split.distance(inputs["face_ref"], others), [0.394931, 0.0437651, 0.064109, 0.0], atol=1e-5
+    )

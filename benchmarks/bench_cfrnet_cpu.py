@@ -4,8 +4,10 @@ CPU's INT8 floor. Prints tables; never part of the test run.
     nice -n 10 python benchmarks/bench_cfrnet_cpu.py                  # 20 interleaved rounds
     python benchmarks/bench_cfrnet_cpu.py --rounds 40 --json out.json
 
-Models: models/cfrnet_fp32.onnx and models/cfrnet_int8.onnx where both exist; otherwise a
-stand-in — the CFRNet paper's network rebuilt by app/core/npu/reference.py (2.09 M parameters,
+Models: models/cfrnet_fp32.onnx and models/cfrnet_int8.onnx where both exist; otherwise (or with
+--stand-in paper|training) a stand-in: ``training`` is training/cfrnet.py's architecture with
+untrained weights, exported and quantised by training/onnx_export.py; ``paper`` (the default)
+is the CFRNet paper's network rebuilt by app/core/npu/reference.py (2.09 M parameters,
 1/4-resolution trunk, 27 blocks × 64 channels, random weights), quantised by
 training/onnx_export.quantize_int8 (static QDQ, QUInt8 activations, per-channel QInt8 weights,
 reduce_range=True, as DESIGN §10 prescribes) — cached under .cache/bench_cfrnet/.
@@ -138,6 +140,8 @@ def models(args) -> tuple[Path, Path, str]:
     if fp32.is_file() and int8.is_file() and not args.stand_in:
         return fp32, int8, "models/cfrnet_{fp32,int8}.onnx (trained)"
     CACHE.mkdir(parents=True, exist_ok=True)
+    if args.stand_in == "training":
+        return _training_stand_in()
     fp32, int8 = CACHE / "cfrnet_paper_fp32.onnx", CACHE / "cfrnet_paper_int8.onnx"
     if not fp32.is_file():
         m = cfrnet_paper()
@@ -153,13 +157,36 @@ def models(args) -> tuple[Path, Path, str]:
     return fp32, int8, "stand-in: CFRNet paper's network rebuilt (random weights), quantised here"
 
 
+def _training_stand_in() -> tuple[Path, Path, str]:
+    """The architecture training/cfrnet.py trains (untrained weights), exported and quantised by
+    training/onnx_export.py exactly as a trained checkpoint would be."""
+    fp32, int8 = CACHE / "cfrnet_training_fp32.onnx", CACHE / "cfrnet_training_int8.onnx"
+    if not fp32.is_file() or not int8.is_file():
+        import torch
+        from training.cfrnet import build
+        from training.onnx_export import export_onnx, quantize_int8
+        torch.manual_seed(0)
+        net = build().eval()
+        with torch.no_grad():  # an untrained net is the identity: give its last conv weights
+            for m in net.modules():
+                if isinstance(m, torch.nn.Conv2d) and not m.weight.abs().sum():
+                    m.weight.normal_(0, 0.01)
+        export_onnx(net, fp32, torch.rand(1, *SHAPE[1:]), {"name": "cfrnet_training_standin"},
+                    dynamic_batch=False)
+        print("quantising the stand-in (static QDQ, reduce_range=True) …", flush=True)
+        quantize_int8(fp32, int8, face_like_inputs(8, seed=7), {"name": "cfrnet_training_standin"})
+    return fp32, int8, "stand-in: training/cfrnet.py's architecture (untrained), exported and quantised here"
+
+
 # ------------------------------------------------------------------------------ the run ---------
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=20, help="interleaved rounds (default 20)")
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--stand-in", action="store_true", help="use the stand-in even if models exist")
+    ap.add_argument("--stand-in", choices=["paper", "training"], default=None,
+                    help="time a stand-in even if models/ has CFRNet: 'paper' (the CFRNet paper's "
+                    "8.5 GMAC network rebuilt) or 'training' (training/cfrnet.py's architecture)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 

@@ -161,16 +161,17 @@ def match_colour(restored: np.ndarray, original: np.ndarray, weight: np.ndarray)
     """Shift ``restored`` (float, H×W×C) so its per-channel mean and spread over ``weight`` match
     ``original``'s: a restored face keeps the photo's tone (sepia stays sepia) and its edges meet
     the surrounding print without a step."""
-    # weighted moments as matrix products over pixels × channels (5× faster than sum((0, 1)))
+    # weighted moments over pixels × channels in one pass each (5× faster than sum((0, 1)))
     wv = weight.reshape(-1).astype(np.float32)
     total = float(wv.sum()) + 1e-6
     c = restored.shape[-1] if restored.ndim == 3 else 1
     r2 = restored.reshape(-1, c).astype(np.float32, copy=False)
     o2 = original.reshape(-1, original.shape[-1] if original.ndim == 3 else 1).astype(np.float32, copy=False)
-    mu_r = wv @ r2 / total
-    mu_o = wv @ o2 / total
-    sd_r = np.sqrt(np.maximum(wv @ (r2 * r2) / total - mu_r * mu_r, 0.0)) + 1e-6
-    sd_o = np.sqrt(np.maximum(wv @ (o2 * o2) / total - mu_o * mu_o, 0.0)) + 1e-6
+    # einsum, not @: a matrix product this small is slower through BLAS's thread pool
+    mu_r = np.einsum("i,ij->j", wv, r2) / total
+    mu_o = np.einsum("i,ij->j", wv, o2) / total
+    sd_r = np.sqrt(np.maximum(np.einsum("i,ij,ij->j", wv, r2, r2) / total - mu_r * mu_r, 0.0)) + 1e-6
+    sd_o = np.sqrt(np.maximum(np.einsum("i,ij,ij->j", wv, o2, o2) / total - mu_o * mu_o, 0.0)) + 1e-6
     gain = np.clip(sd_o / sd_r, 0.5, 2.0)  # a restoration sharpens; never let it flatten or explode
     return (restored - mu_r) * gain + mu_o
 

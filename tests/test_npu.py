@@ -110,6 +110,20 @@ def test_flatten_then_gemm_uses_the_flattened_shape(tmp_path):
     assert s.macs == 2 * 72 * 10 and s.params == 730 and len(s.layers) == 1
 
 
+def test_a_merged_initializer_counts_for_each_layer_that_uses_it():
+    # exporters merge identical constants (two all-zero biases) into one initializer
+    c1 = helper.make_node("Conv", ["x", "w1", "zero"], ["h"], kernel_shape=[1, 1])
+    c2 = helper.make_node("Conv", ["h", "w2", "zero"], ["y"], kernel_shape=[1, 1])
+    graph = helper.make_graph(
+        [c1, c2], "shared", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w(4, 4, 1, 1), "w1"), numpy_helper.from_array(w(4, 4, 1, 1), "w2"),
+         numpy_helper.from_array(np.zeros(4, np.float32), "zero")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    s = analyse_model(m, (1, 4, 8, 8))
+    assert s.params == 2 * (16 + 4) and s.weight_bytes == 4 * s.params
+
+
 @pytest.mark.parametrize("op, inits, attrs, per_element", [
     ("Add", [("c", w(1, 8, 1, 1))], {}, 1),
     ("Mul", [("c", w(8, 1, 1))], {}, 1),

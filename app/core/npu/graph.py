@@ -18,8 +18,8 @@ Counting conventions (the tests compute the same numbers by hand):
 Any other operator is listed by name in ``GraphStats.unknown_ops`` and never silently ignored.
 
 Parameters are the elements of the initializers (or Constant outputs) that feed a node's weight
-or bias slots, followed through DequantizeLinear; quantisation scales, zero points and shape
-constants are not parameters.
+or bias slots, followed through DequantizeLinear, counted per use; quantisation scales, zero
+points, Clip bounds and shape constants are not parameters.
 """
 
 from __future__ import annotations
@@ -206,8 +206,8 @@ def analyse_model(model: str | Path | onnx.ModelProto,
 
     layers: list[LayerStats] = []
     unknown: list[str] = []
-    param_names: set[str] = set()
-    counted_params: dict[str, int] = {}
+    params = 0
+    param_bytes = 0
 
     for node in g.node:
         op = node.op_type
@@ -233,11 +233,11 @@ def analyse_model(model: str | Path | onnx.ModelProto,
         nparams = 0
         for slot in WEIGHT_SLOTS.get(op, ()):
             if slot < len(ins) and ins[slot] and root(ins[slot]) in consts:
+                # counted per use: exporters merge identical initializers (e.g. two all-zero
+                # biases) into one, yet each layer owns its parameters
                 r = root(ins[slot])
-                if r not in param_names:
-                    param_names.add(r)
-                    counted_params[r] = int(consts[r].size)
-                    nparams += int(consts[r].size)
+                nparams += int(consts[r].size)
+                param_bytes += int(consts[r].size) * consts[r].dtype.itemsize
         act_direct = [t for t in ins if t and root(t) not in consts]
         act_ins = [root(t) for t in act_direct]
         # the shape as this node sees it (after any Reshape/Flatten folded into the alias)
@@ -332,16 +332,12 @@ def analyse_model(model: str | Path | onnx.ModelProto,
             in_per_group=in_per_group,
         )
         layers.append(layer)
+        params += nparams
 
     macs = sum(l.macs for l in layers)
-    params = sum(counted_params.values())
-    weight_bytes = 0
-    for n, count in counted_params.items():
-        item = consts[n].dtype.itemsize if n in consts else 4
-        weight_bytes += count * item
     out_names = [root(o.name) for o in g.output]
     return GraphStats(
-        layers=layers, macs=int(macs), params=int(params), weight_bytes=int(weight_bytes),
+        layers=layers, macs=int(macs), params=int(params), weight_bytes=int(param_bytes),
         unknown_ops=unknown, input_shape=tuple(int(v) for v in input_shape),
         output_shape=shapes.get(g.output[0].name, ()), input_name=input_name,
         output_names=out_names,

@@ -184,10 +184,13 @@ class FaceDetector:
             face = None
             if big and self._mesh is not None:
                 face = self._refine(rgb, r)
-            if doubtful and face is None:
-                # a doubtful detection must be confirmed: by the mesh (which runs its own
-                # detector on a close crop) or, when there is no mesh, by a second look
-                if big and self._mesh is not None:
+            meshed = big and self._mesh is not None
+            if face is None and (doubtful or meshed):
+                # to be kept, a detection must be confirmed by the mesh (which runs its own
+                # detector on a close crop) or, where there is no mesh result, by a second look;
+                # a doubtful one that the mesh rejected is dropped outright (on leaves and
+                # hats the second look is fooled as easily as the tiles were)
+                if doubtful and meshed:
                     continue
                 r = self._second_look(rgb, r)
                 if r is None:

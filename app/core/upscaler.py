@@ -58,9 +58,11 @@ def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
 
 
 def models_dir() -> Path:
-    """The folder of the shipped models: $CFR_MODELS, else ``models/`` beside the app package."""
-    env = os.environ.get("CFR_MODELS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
+    """The folder of the shipped models: $CFR_MODELS, else ``models/`` beside the app package
+    (inside the bundle when frozen; app.paths knows both)."""
+    from app.paths import models_dir as shipped_models_dir
+
+    return shipped_models_dir()
 
 
 def default_upscaler_path(scale: int = 2, family: str = "sesr", precision: str = "int8") -> Path:

@@ -182,3 +182,38 @@ def test_python_dash_m_entry_point(portrait, model, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "faces restored" in proc.stdout and out.is_file()
+
+
+def test_batch_ctrl_c_stops_cleanly_and_resumes(tmp_path, test_data, model):
+    import json
+    import signal
+    import time
+
+    album = tmp_path / "album"
+    album.mkdir()
+    for i in range(20):
+        shutil.copy(test_data / PORTRAIT, album / f"p{i:02d}.jpg")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "app.cli", "batch", str(album), str(out), "--model", str(model), "--k", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    manifest = out / "cfr-manifest.json"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if json.loads(manifest.read_text())["counts"]["done"] >= 1:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # the user presses Ctrl-C once
+    stdout, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 130, stderr
+    assert "run the same command again" in stderr
+    done = sorted(p.name for p in out.glob("*.jpg"))
+    assert 1 <= len(done) < 20
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no half-written file
+    # the same command again finishes the rest
+    proc = subprocess.run(cmd + ["-q"], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{len(done)} skipped" in proc.stdout
+    assert len(list(out.glob("*.jpg"))) == 20

@@ -317,7 +317,9 @@ class FaceDetector:
         found = self._run(self._short, np.ascontiguousarray(crop), align.invert(m), None)
         best = None
         for f in found:
-            if f.score >= 0.5 and _iou(f.box, raw.box) >= 0.4 and (best is None or f.score > best.score):
+            if f.score < 0.5 or _iou(f.box, raw.box) < 0.4 or _pose_angle(f.points, raw.points) > 45:
+                continue  # not the same face seen the same way up (texture fools each look anew)
+            if best is None or f.score > best.score:
                 best = f
         if best is None:
             return None
@@ -375,6 +377,14 @@ def five_from_four(points: np.ndarray) -> np.ndarray:
     corners = cv2.transform(align.TEMPLATE_256[3:5][None], inv)[0]
     corners += pts[3] - corners.mean(0)
     return np.vstack([pts[:3], corners])
+
+
+def _pose_angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Degrees between the 'up' directions (mouth → between the eyes) of two keypoint sets."""
+    ua = 0.5 * (a[0] + a[1]) - a[3]
+    ub = 0.5 * (b[0] + b[1]) - b[3]
+    cos = float(ua @ ub) / (float(np.linalg.norm(ua) * np.linalg.norm(ub)) + 1e-9)
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
 
 
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:

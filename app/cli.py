@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--selftest":  # headless end-to-end check of an installation (app/selftest.py)
+        from app.selftest import main as selftest_main
+        return selftest_main(argv[1:])
     parser = build_parser()
     known = set(parser._subparsers._group_actions[0].choices) if parser._subparsers else set()
     if not argv or (argv[0] not in known and not argv[0].startswith("-")):

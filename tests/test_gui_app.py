@@ -23,7 +23,7 @@ from PySide6.QtWidgets import QLabel, QListWidget, QSlider  # noqa: E402
 
 from tests.model_factory import make_cfrnet_like  # noqa: E402
 
-PHOTO = "gui_two_faces_bopb_old_g.jpg"  # an old print with two faces (~130 px)
+PHOTO = "gui_couple_1940s_deoldify.jpg"  # a 1940s portrait of a couple: two faces, ~190 px
 PHOTO_2 = "gui_two_faces_bopb_scratch_d.jpg"
 PORTRAIT = "portrait_bopb_old_a.jpg"
 WAIT = 30_000  # ms: generous for a loaded 2-core machine; a pass is usually far quicker

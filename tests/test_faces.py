@@ -122,6 +122,26 @@ def test_grey_and_16bit_input(detector, test_data):
         assert np.abs(faces[0].landmarks - ref.landmarks).max() < 0.05 * ref.width
 
 
+def test_detect_can_be_cancelled(detector, test_data):
+    import threading
+
+    from app.core.errors import Cancelled
+
+    rgb = _rgb(test_data / "group_greek_immigrants_1905.jpg")
+    with pytest.raises(Cancelled):
+        detector.detect(rgb, cancel=lambda: True)
+    calls = []
+
+    def later():  # cancel after a few checks: the detector stops part-way through the tiles
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(Cancelled):
+        detector.detect(rgb, cancel=later)
+    assert len(calls) == 4
+    assert len(detector.detect(rgb, cancel=threading.Event())) >= 15  # an unset event cancels nothing
+
+
 def test_to_uint8_rgb():
     assert to_uint8_rgb(np.full((4, 5), 65535, np.uint16)).tolist() == np.full((4, 5, 3), 255).tolist()
     rgba = np.zeros((4, 5, 4), np.uint8)

@@ -46,6 +46,7 @@ import cv2
 import numpy as np
 
 from app.core import align
+from app.core.errors import CancelToken, check_cancel
 
 __all__ = ["Face", "FaceDetector", "to_uint8_rgb"]
 
@@ -166,17 +167,20 @@ class FaceDetector:
 
     # -- public -------------------------------------------------------------------------------
 
-    def detect(self, image: np.ndarray) -> list[Face]:
-        """All faces in ``image`` (H×W×3 uint8/uint16/float, or grey), largest first."""
+    def detect(self, image: np.ndarray, cancel: CancelToken = None) -> list[Face]:
+        """All faces in ``image`` (H×W×3 uint8/uint16/float, or grey), largest first.
+        ``cancel`` is checked between tile rows and faces (raises Cancelled): a 12 MP frame
+        takes the better part of a second."""
         rgb = to_uint8_rgb(image)
         h, w = rgb.shape[:2]
         if h < 8 or w < 8:
             return []
-        raws, coarsest = self._detect_tiles(rgb, self.effective_min_face(w, h))
+        raws, coarsest = self._detect_tiles(rgb, self.effective_min_face(w, h), cancel)
         raws += self._detect_full_frame(rgb, coarsest)
         merged = _nms(raws)
         faces = []
         for r in merged:
+            check_cancel(cancel)
             if r.score < self.min_score:
                 continue
             doubtful = r.score < _SURE_SCORE
@@ -273,7 +277,9 @@ class FaceDetector:
             raws += self._run(graph, tile, to_image, None)
         return raws
 
-    def _detect_tiles(self, rgb: np.ndarray, min_face: int) -> tuple[list[_Raw], np.ndarray | None]:
+    def _detect_tiles(
+        self, rgb: np.ndarray, min_face: int, cancel: CancelToken = None
+    ) -> tuple[list[_Raw], np.ndarray | None]:
         """The short-range model on square tiles, one octave per level: at a level of tile side T
         (image px) the tile is downscaled to the model's 128² input, where the smallest face
         searched for (T / _TILE_PER_FACE) is ~18 px, the size the model still finds reliably.
@@ -293,6 +299,7 @@ class FaceDetector:
                 level = cv2.resize(level, (lw, lh), interpolation=cv2.INTER_AREA)
             sx, sy = w / lw, h / lh  # level px → image px
             for ty in _tile_starts(lh, size):
+                check_cancel(cancel)
                 for tx in _tile_starts(lw, size):
                     tile = np.zeros((size, size, 3), np.uint8)
                     part = level[ty : ty + size, tx : tx + size]

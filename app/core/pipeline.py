@@ -138,9 +138,9 @@ class Pipeline:
         self.upscaler = up
         return up
 
-    def detect(self, photo) -> list[Face]:
+    def detect(self, photo, cancel: CancelToken = None) -> list[Face]:
         """The faces in a Photo (or an H×W×3 array), largest first."""
-        return self._detector().detect(_rgb_of(photo))
+        return self._detector().detect(_rgb_of(photo), cancel=cancel)
 
     def select(self, faces: list[Face], options: RestoreOptions) -> list[int]:
         """Indices (into ``faces``) of the faces to restore: by options.faces and options.min_face.
@@ -202,7 +202,7 @@ class Pipeline:
         check_cancel(cancel)
         report("Finding faces")
         t = time.perf_counter()
-        faces = self.detect(rgb)
+        faces = self.detect(rgb, cancel=cancel)
         timings["detect"] = time.perf_counter() - t
         chosen = self.select(faces, options)
         if isinstance(parse_faces(options.faces), list):

@@ -291,7 +291,9 @@ class BatchDialog(QDialog):
             item.setForeground(Qt.GlobalColor.red)
         self.table.setItem(row, 1, item)
         self.table.setItem(row, 2, QTableWidgetItem(faces))
-        self.table.setItem(row, 3, QTableWidgetItem(details))
+        detail = QTableWidgetItem(details)
+        detail.setToolTip(details)
+        self.table.setItem(row, 3, detail)
 
     def status_of(self, rel: str) -> str | None:
         row = self.rows.get(rel)

@@ -39,7 +39,16 @@ from app.gui.workers import EngineWorker, OpenJob, ModelJob, RenderJob, Task
 
 log = logging.getLogger("cfr.gui")
 
-RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+def _resources() -> Path:
+    try:
+        from app.paths import resources_dir  # finds the folder from source and in the bundle
+
+        return Path(resources_dir())
+    except ImportError:
+        return Path(__file__).resolve().parents[2] / "resources"
+
+
+RESOURCES = _resources()
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.tif *.tiff *.webp *.bmp);;All files (*)"
 
 _LOG_HANDLER: QtLogHandler | None = None

@@ -31,6 +31,7 @@ MIN_FACES = 3  # a detector change may lose the smallest face; fewer than this i
 UPSCALE = 2  # the crop's faces are ~50 px; ×2 puts them at ~100 px, a typical scanned print
 MAT = 48  # px of generated paper around the print: pixels that must come back unchanged
 K = 2
+MIN_LIKENESS_DB = 15.0  # restored face vs the crop it came from; a black or white face is ~5 dB
 
 
 class SelftestFailure(Exception):
@@ -93,12 +94,23 @@ def _check_result(result, photo_in: np.ndarray, out_path: Path) -> None:
                               f"(at least {MIN_FACES} expected): face detection is not working")
     if len(restored) != found:
         raise SelftestFailure(f"{found} faces found but {len(restored)} restored")
+    from app.core.metrics import psnr
+    from app.core.restorer import to_float01
+
+    likeness = []
     for f in restored:
         if len(f.cycles) != K:
             raise SelftestFailure(f"face {f.index}: {len(f.cycles)} cycles ran, {K} asked for")
         last = f.cycles[-1]
         if last.shape != (256, 256, 3) or not np.isfinite(last).all() or last.min() < 0 or last.max() > 1:
             raise SelftestFailure(f"face {f.index}: the model's output is not a 256×256 image in [0, 1]")
+        likeness.append(psnr(last, to_float01(f.crop.image), 1.0))
+    _say("restored face vs its input crop (PSNR, dB): " + ", ".join(f"{v:.1f}" for v in likeness))
+    # A restoration retouches a face, it does not replace it: a broken model or a broken
+    # quantisation (DESIGN §10: saturated u8s8 kernels) gives images far from their input.
+    if min(likeness) < MIN_LIKENESS_DB:
+        raise SelftestFailure(f"a restored face does not resemble its input ({min(likeness):.1f} dB PSNR, "
+                              f"at least {MIN_LIKENESS_DB:.0f} dB expected): the model's output is wrong")
     if not out_path.is_file() or out_path.stat().st_size == 0:
         raise SelftestFailure(f"the output '{out_path}' was not written")
     out = load_image(out_path).rgb[..., :3].astype(np.float32)

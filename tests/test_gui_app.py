@@ -158,8 +158,9 @@ def test_slider_to_three_fills_three_cycles_in_order(qtbot, window, test_data, t
     assert [t.objectName() for t in preview.thumbnails()] == ["cycleThumb1"]
 
     events: list[tuple] = []
-    window.worker.cycleReady.connect(lambda doc, face, j, *rest: events.append(("cycle", face, j)))
-    window.worker.resultReady.connect(lambda *a: events.append(("result",)))
+    queued = Qt.ConnectionType.QueuedConnection  # delivered on the GUI thread, in emission order
+    window.worker.cycleReady.connect(lambda doc, face, j, *rest: events.append(("cycle", face, j)), queued)
+    window.worker.resultReady.connect(lambda *a: events.append(("result",)), queued)
     slider = window.findChild(QSlider, "qualitySlider")
     slider.setValue(3)
     _wait_result(qtbot, window, k=3)
@@ -172,7 +173,7 @@ def test_slider_to_three_fills_three_cycles_in_order(qtbot, window, test_data, t
     # only the missing cycles ran (1 was reused), each arriving before the composite
     current = window.quality.current_face()
     assert [e for e in events if e[0] == "cycle" and e[1] == current] == [("cycle", current, 2), ("cycle", current, 3)]
-    assert events[-1] == ("result",) and {e[2] for e in events if e[0] == "cycle"} == {2, 3}
+    assert events[-1] == ("result",) and {e[2] for e in events if e[0] == "cycle"} == {2, 3}, events
     # each thumbnail is that cycle of the engine, computed here independently
     crop = window.crops[current].image
     cycles = list(Restorer(tiny_model).restore(crop, 3))
@@ -241,7 +242,7 @@ def test_blend_and_face_toggles_change_the_result(qtbot, window, test_data):
 def test_a_new_request_supersedes_the_one_in_flight(qtbot, window, test_data):
     _open_and_restore(qtbot, window, test_data / PHOTO)
     results = []
-    window.worker.resultReady.connect(lambda doc, rgb, info: results.append(info["k"]))
+    window.worker.resultReady.connect(lambda doc, rgb, info: results.append(info["k"]), Qt.ConnectionType.QueuedConnection)
     for k in (6, 5, 4, 1):  # dragged quickly: only the last one has to be shown
         window.findChild(QSlider, "qualitySlider").setValue(k)
     _wait_result(qtbot, window, k=1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPixmap, QTransform
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QTransform
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from app.gui.imaging import array_to_qimage
@@ -39,8 +39,8 @@ class CompareView(QWidget):
         self.setMouseTracking(True)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(320, 240)
-        self._original: QPixmap | None = None
-        self._result: QPixmap | None = None
+        self._original: QImage | None = None
+        self._result: QImage | None = None
         self._size = (0, 0)  # image w, h
         self.zoom = 1.0
         self.pan = QPointF(0, 0)  # where the image's (0, 0) lands inside a pane
@@ -59,19 +59,27 @@ class CompareView(QWidget):
         self.empty_text = "Open a photo (Ctrl+O), drop one here, or paste one (Ctrl+V)"
 
     # -------------------------------------------------------------------------- content
-    def set_images(self, original: np.ndarray | None, result: np.ndarray | None = None) -> None:
-        """A new photo: the view fits it."""
-        self._original = QPixmap.fromImage(array_to_qimage(original)) if original is not None else None
-        self._result = QPixmap.fromImage(array_to_qimage(result)) if result is not None else None
-        self._size = (original.shape[1], original.shape[0]) if original is not None else (0, 0)
+    @staticmethod
+    def _as_image(image) -> QImage | None:
+        """QImages are used as they are (the engine worker converts big photos off the GUI
+        thread); arrays are converted here."""
+        if image is None or isinstance(image, QImage):
+            return image
+        return array_to_qimage(image)
+
+    def set_images(self, original, result=None) -> None:
+        """A new photo (array or QImage): the view fits it."""
+        self._original = self._as_image(original)
+        self._result = self._as_image(result)
+        self._size = (self._original.width(), self._original.height()) if self._original is not None else (0, 0)
         self.boxes, self.included, self.current_face = [], [], -1
         self._fit_pending = True
         self.fit()
         self.update()
 
-    def set_result(self, result: np.ndarray | None) -> None:
-        """A new result for the same photo: zoom and pan stay where they are."""
-        self._result = QPixmap.fromImage(array_to_qimage(result)) if result is not None else None
+    def set_result(self, result) -> None:
+        """A new result (array or QImage) for the same photo: zoom and pan stay where they are."""
+        self._result = self._as_image(result)
         self.update()
 
     def has_image(self) -> bool:
@@ -274,19 +282,19 @@ class CompareView(QWidget):
             tf = QTransform().translate(rect.left() + self.pan.x(), rect.top() + self.pan.y()).scale(self.zoom, self.zoom)
             if self.holding_original or which == "original":
                 p.setTransform(tf)
-                p.drawPixmap(0, 0, self._original)
+                p.drawImage(0, 0, self._original)
             elif which == "result":
                 p.setTransform(tf)
-                p.drawPixmap(0, 0, result)
+                p.drawImage(0, 0, result)
             else:  # split: original left of the line, result right of it
                 sx = self._split_x()
                 p.setClipRect(QRectF(rect.left(), rect.top(), sx - rect.left(), rect.height()))
                 p.setTransform(tf)
-                p.drawPixmap(0, 0, self._original)
+                p.drawImage(0, 0, self._original)
                 p.resetTransform()
                 p.setClipRect(QRectF(sx, rect.top(), rect.right() - sx, rect.height()))
                 p.setTransform(tf)
-                p.drawPixmap(0, 0, result)
+                p.drawImage(0, 0, result)
             p.resetTransform()
             p.setClipRect(rect)
             self._paint_boxes(p, rect)

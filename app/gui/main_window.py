@@ -459,12 +459,12 @@ class MainWindow(QMainWindow):
         self.recent_menu.setEnabled(bool(files))
 
     # ==================================================================== worker results
-    def _on_photo_ready(self, doc, photo, faces, crops) -> None:
+    def _on_photo_ready(self, doc, photo, faces, crops, qimage=None) -> None:
         if doc != self.doc:
             return
         self.photo, self.faces, self.crops = photo, list(faces), list(crops)
         self.compare.empty_text = ""
-        self.compare.set_images(photo.rgb, None)
+        self.compare.set_images(qimage if qimage is not None else photo.rgb, None)
         self.compare.result_label = "Restored"
         self.quality.set_faces(self.faces)
         self._update_boxes()
@@ -546,7 +546,7 @@ class MainWindow(QMainWindow):
         self.result, self.result_info = rgb, dict(info)
         shown = info.get("show_cycle")
         self.compare.result_label = f"Cycle {shown}" if shown else "Restored"
-        self.compare.set_result(rgb)
+        self.compare.set_result(info.pop("qimage", None) or rgb)
         used = info.get("cycles", {})
         self._update_workload()
         if used:

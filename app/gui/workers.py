@@ -25,6 +25,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThread, Signal
 
 from app.core.errors import Cancelled, CfrError
+from app.gui.imaging import array_to_qimage
 
 log = logging.getLogger("cfr.gui.workers")
 
@@ -91,12 +92,12 @@ class _State:
 
 
 class EngineWorker(QThread):
-    photoReady = Signal(int, object, object, object)  # doc, Photo, [Face], [Crop]
+    photoReady = Signal(int, object, object, object, object)  # doc, Photo, [Face], [Crop], QImage
     modelReady = Signal(object)  # dict: path, name, precision, metadata
     modelFailed = Signal(str)
     # doc, face index, cycle number (1…), float32 crop, mean |Δ| vs previous, seconds for the cycle
     cycleReady = Signal(int, int, int, object, float, float)
-    # doc, composite rgb, info: {'cycles': {face: n}, 'k': …, 'show_cycle': …}
+    # doc, composite rgb, info: {'cycles': {face: n}, 'k': …, 'show_cycle': …, 'qimage': QImage}
     resultReady = Signal(int, object, object)
     failed = Signal(int, str)
     busyChanged = Signal(bool, str)
@@ -276,7 +277,8 @@ class EngineWorker(QThread):
         crops = pipeline.align(photo, faces) if faces else []
         self._state = _State(doc=job.doc, photo=photo, faces=list(faces), crops=list(crops))
         log.info("%s: %d face(s) found (load %.0f ms, detect %.0f ms)", name, len(faces), t_load * 1e3, t_detect * 1e3)
-        self.photoReady.emit(job.doc, photo, list(faces), list(crops))
+        # the screen copy is made here: for a 50 MP photo it takes a noticeable time
+        self.photoReady.emit(job.doc, photo, list(faces), list(crops), array_to_qimage(photo.rgb))
 
     def _cycles_for(self, idx: int, k: int | str, cancel: threading.Event) -> list[np.ndarray]:
         """The cycles of face ``idx`` up to k, computing only the missing ones."""
@@ -352,7 +354,9 @@ class EngineWorker(QThread):
             rgb = st.photo.rgb.copy()
         if job.cancel.is_set():
             raise Cancelled("cancelled")
-        self.resultReady.emit(job.doc, rgb, {"cycles": used, "k": job.k, "show_cycle": job.show_cycle, "blend": job.blend})
+        info = {"cycles": used, "k": job.k, "show_cycle": job.show_cycle, "blend": job.blend,
+                "qimage": array_to_qimage(rgb)}
+        self.resultReady.emit(job.doc, rgb, info)
 
 
 # ------------------------------------------------------------------------- one-off tasks

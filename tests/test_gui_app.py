@@ -446,7 +446,7 @@ def test_log_view_text_can_be_copied(qtbot, window, test_data):
     assert QGuiApplication.clipboard().text() == text
 
 
-def test_missing_model_is_explained_and_faces_still_found(qtbot, settings_path, tmp_path, test_data):
+def test_missing_model_is_explained_and_faces_still_found(qtbot, settings_path, tmp_path, test_data, tiny_model):
     missing = tmp_path / "models" / "cfrnet_int8.onnx"
     w = _open_window(qtbot, missing, test_data / PHOTO)
     qtbot.waitUntil(lambda: w.model_banner.isVisible(), timeout=WAIT)
@@ -454,6 +454,13 @@ def test_missing_model_is_explained_and_faces_still_found(qtbot, settings_path, 
     assert "cfrnet_int8.onnx" in text and "missing" in text and "Choose model" in text
     qtbot.waitUntil(lambda: w.quality.face_list.count() == 2, timeout=WAIT)
     assert w.result is None or np.array_equal(w.result, w.photo.rgb)
+
+    # File ▸ Choose model…: the strip goes, the photo is restored, the choice is remembered
+    w.set_model(tiny_model)
+    result = _wait_result(qtbot, w, k=2)
+    assert not w.model_banner.isVisible()
+    assert not np.array_equal(result, w.photo.rgb)
+    assert w.settings.model_path == str(tiny_model)
     _close(w)
 
 

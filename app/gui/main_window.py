@@ -763,6 +763,8 @@ class MainWindow(QMainWindow):
         self.cycles, self.deltas = {}, {}
         if 0 <= self.quality.current_face() < len(self.crops):
             self.preview.reset(self.crops[self.quality.current_face()].image, self.quality.current_face())
+        if self.batch_dialog is not None:
+            self.batch_dialog.model_path = self.model_path
         self.worker.submit(ModelJob(self.model_path))
         self.request_render()
 

@@ -10,7 +10,7 @@ checks that the parts of the app the self-test does not run can at least be impo
 Qt modules, the NPU simulator). Exit code 0 when everything holds, 1 with a message naming the
 failed check otherwise. No display and no Qt event loop are needed.
 
-    cfr-studio --selftest [--model PATH] [--processes] [--keep DIR]
+    cfr-studio --selftest [--model PATH] [--processes] [--gui] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -157,6 +157,39 @@ def _check_processes(folder: Path, photo: Path, model_path: Path) -> None:
         raise SelftestFailure(f"the two-process batch wrote {written}, not both files; errors: {errors}")
 
 
+def _check_gui(folder: Path, photo: Path, model_path: Path) -> None:
+    """The real main window, offscreen, opening the test photo: Qt's platform plugins and the
+    GUI's modules are in place. Also catches the PySide6 6.12.0 binding that drops a reference to
+    None on every void call under Python 3.11 (the GUI then aborts after a few thousand calls)."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QCoreApplication, QEventLoop
+    from PySide6.QtWidgets import QApplication, QLabel
+
+    from app.gui import create_main_window
+    from app.gui.settings import Settings
+
+    window = create_main_window(photo, model_path=model_path, settings=Settings(folder / "settings.ini"))
+    try:
+        end = time.monotonic() + 3.0  # let the window open the photo and start its workers
+        while time.monotonic() < end:
+            QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            time.sleep(0.02)
+        if not window.isVisible():
+            raise SelftestFailure("the main window did not show")
+        label = QLabel()
+        before = sys.getrefcount(None)
+        for _ in range(2000):
+            label.setText("x")
+        lost = before - sys.getrefcount(None)
+        if lost > 1000:
+            raise SelftestFailure(f"the Qt binding loses a reference to None per call ({lost} in 2000 calls): "
+                                  "PySide6 6.12.0 on Python 3.11; bundle 6.11.3")
+        _say(f"GUI: main window shown on Qt platform '{QApplication.platformName()}', {window.windowTitle()!r}")
+    finally:
+        window.shutdown()
+        window.close()
+
+
 IMPORTS = [
     ("app.gui.main_window", "the desktop application (PySide6)"),
     ("app.core.npu", "the NPU simulator of the device panel (onnx)"),
@@ -176,7 +209,7 @@ def _check_imports() -> list[str]:
     return missing
 
 
-def run(model: Path | None = None, processes: bool = False, keep: Path | None = None) -> None:
+def run(model: Path | None = None, processes: bool = False, keep: Path | None = None, gui: bool = False) -> None:
     """Every check; raises SelftestFailure (or the engine's own error) at the first that fails."""
     from app import __version__
     from app.core.pipeline import Pipeline, RestoreOptions, restore_file
@@ -205,6 +238,8 @@ def run(model: Path | None = None, processes: bool = False, keep: Path | None = 
         _check_result(result, photo_in, out_path)
         if processes:
             _check_processes(folder, photo_path, restorer.path)
+        if gui:
+            _check_gui(folder, photo_path, restorer.path)
     missing = _check_imports()
     if missing:
         raise SelftestFailure("parts of the app cannot be imported: " + "; ".join(missing))
@@ -216,11 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="the INT8 CFRNet to use (default: models/cfrnet_int8.onnx)")
     parser.add_argument("--processes", action="store_true",
                         help="also run a two-file batch in two worker processes")
+    parser.add_argument("--gui", action="store_true",
+                        help="also open the main window offscreen on the test photo (needs Qt's system libraries)")
     parser.add_argument("--keep", type=Path, help="write the test photo and its result here and keep them")
     args = parser.parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ chatter is not a finding
     try:
-        run(args.model, args.processes, args.keep)
+        run(args.model, args.processes, args.keep, args.gui)
     except SelftestFailure as exc:
         print(f"selftest: FAILED: {exc}", file=sys.stderr)
         return 1

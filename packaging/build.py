@@ -7,7 +7,9 @@
    metadata: `cfr-studio --version`); the code PyInstaller freezes is the working tree's `app/`.
 3. PyInstaller with packaging/cfr-studio.spec (onedir; `--portable` also makes the one-file
    dist/cfr-studio-portable).
-4. The frozen `dist/cfr-studio/cfr-studio --selftest --processes` must pass (exit 0), else the build fails.
+4. The frozen `dist/cfr-studio/cfr-studio --selftest --processes --gui` must pass (exit 0), else
+   the build fails: a photo through the real pipeline and INT8 model, a two-process batch, and
+   the main window opened offscreen.
 5. Prints the bundle's size and the time each step took.
 
     python packaging/build.py [--portable] [--without-onnx] [--skip-selftest] [--fresh-venv]
@@ -81,7 +83,6 @@ def ensure_venv(fresh: bool) -> str:
         # without the system's site-packages: only what is listed here goes in
         venv.EnvBuilder(with_pip=True, clear=True, symlinks=True).create(VENV)
         pip = [venv_python(), "-m", "pip", "--disable-pip-version-check"]
-        run(pip + ["install", "-q", "--upgrade", "pip"])
         run(pip + ["install", "-q", *reqs])
         run(pip + ["check"])
         stamp.write_text(digest + "\n")
@@ -134,11 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     if not exe.is_file():
         print(f"build: FAILED: {exe} was not made", file=sys.stderr)
         return 1
+    # beside the executable: the menu entry installer (the .desktop file and icon are in resources/)
+    shutil.copy2(ROOT / "packaging" / "install-desktop-entry.sh", DIST / "cfr-studio")
     if not args.skip_selftest:
         t = time.perf_counter()
         # a clean environment: no PYTHONPATH or CFR_MODELS from the shell may help the frozen app
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "CFR_", "VIRTUAL_ENV"))}
-        code = subprocess.run([exe, "--selftest", "--processes"], env=clean).returncode
+        code = subprocess.run([exe, "--selftest", "--processes", "--gui"], env=clean).returncode
         timings["frozen --selftest"] = time.perf_counter() - t
         if code != 0:
             print(f"build: FAILED: the frozen self-test exited {code}", file=sys.stderr)

@@ -89,6 +89,20 @@ def test_spec_collects_the_mediapipe_face_models_the_detector_loads():
             "face_landmark.tflite", "face_landmark_front_cpu.binarypb"} <= names
 
 
+def test_spec_filter_drops_translations_and_other_mediapipe_models_only():
+    tree = ast.parse(SPEC.read_text())
+    func = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_keep")
+    space: dict = {}
+    exec(compile(ast.Module(body=[func], type_ignores=[]), str(SPEC), "exec"), space)
+    keep = space["_keep"]
+    assert not keep("PySide6/Qt/translations/qtbase_de.qm")
+    assert not keep("mediapipe/modules/hand_landmark/hand_landmark_full.tflite")
+    assert not keep("cv2/qt/fonts/DejaVuSans.ttf")
+    assert keep("mediapipe/modules/face_landmark/face_landmark.tflite")
+    assert keep("mediapipe/modules/face_detection/face_detection_short_range.tflite")
+    assert keep("PySide6/Qt/plugins/platforms/libqxcb.so") and keep("models/cfrnet_int8.onnx")
+
+
 def test_resource_paths_follow_the_bundle_when_frozen(monkeypatch, tmp_path):
     from app import paths
     from app.core.restorer import default_model_path

@@ -101,7 +101,8 @@ class CompareView(QWidget):
             raise ValueError(f"unknown compare mode {mode!r}")
         if mode != self._mode:
             self._mode = mode
-            self.fit() if self._fit_pending else None
+            if self._fit_pending:  # not zoomed or panned by hand: fit the new pane size
+                self.fit()
             self.modeChanged.emit(mode)
             self.update()
 
@@ -127,7 +128,7 @@ class CompareView(QWidget):
             return
         self.zoom = max(MIN_ZOOM, min(pw / w, ph / h))
         self.pan = QPointF((pw - w * self.zoom) / 2, (ph - h * self.zoom) / 2)
-        self._fit_pending = False
+        self._fit_pending = True  # stays fitted (resize, mode change) until zoomed or panned by hand
         self.zoomChanged.emit(self.zoom)
         self.update()
 

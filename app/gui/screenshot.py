@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="1500x940", help="window size WxH")
     ap.add_argument("--face", type=int, default=0, help="the face shown in the per-cycle strip")
     ap.add_argument("--split", type=float, default=0.5)
+    ap.add_argument("--mode", default="split", choices=["split", "side", "original", "result"])
     ap.add_argument("--zoom", type=float, default=None, help="zoom factor (default: fit)")
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--settings", type=Path, default=None, help="a settings file (default: a temporary one)")
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if window.device.simulated_path is not None:
         pump(lambda: window.device.simulation is not None or window.device.simulation_error, "the NPU simulation")
     window.compare.split = a.split
+    window.set_view_mode(a.mode)
     if a.zoom:
         window.compare.set_zoom(a.zoom)
     for _ in range(30):

@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
-from PySide6.QtGui import QDropEvent, QGuiApplication, QImage  # noqa: E402
+from PySide6.QtGui import QDropEvent, QGuiApplication  # noqa: E402
 from PySide6.QtWidgets import QLabel, QListWidget, QSlider  # noqa: E402
 
 from tests.model_factory import make_cfrnet_like  # noqa: E402

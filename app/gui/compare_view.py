@@ -11,7 +11,6 @@ the O key shows the original while held. Face boxes are drawn over the photo; cl
 
 from __future__ import annotations
 
-import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QTransform
 from PySide6.QtWidgets import QSizePolicy, QWidget

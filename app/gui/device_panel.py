@@ -174,8 +174,12 @@ class DevicePanel(QWidget):
         self.cpu_by_precision = {}
         # the NPU runs the INT8 model; simulate that file where there is one
         self.simulated_path = self.model_paths.get("int8") or self.model_paths.get(current_precision)
+        self._generation = getattr(self, "_generation", 0) + 1
         if self.simulated_path is not None and npu_available() and self._run_task is not None:
-            self._run_task(simulate_model, self.simulated_path, on_done=self._on_simulated, on_failed=self._on_sim_failed)
+            gen = self._generation  # a result for a model replaced meanwhile is dropped
+            self._run_task(simulate_model, self.simulated_path,
+                           on_done=lambda sim: self._on_simulated(sim) if gen == self._generation else None,
+                           on_failed=lambda text: self._on_sim_failed(text) if gen == self._generation else None)
         self.refresh()
 
     def set_workload(self, k: int, faces: int) -> None:

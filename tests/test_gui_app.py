@@ -318,6 +318,12 @@ def test_compare_view_zoom_at_cursor_split_and_hold_original(qtbot, window, test
     assert view.holding_original
     qtbot.keyRelease(view, Qt.Key.Key_O)
     assert not view.holding_original
+    slider = window.findChild(QSlider, "qualitySlider")  # the key works with the focus elsewhere too
+    slider.setFocus()
+    qtbot.keyPress(slider, Qt.Key.Key_O)
+    assert view.holding_original
+    qtbot.keyRelease(slider, Qt.Key.Key_O)
+    assert not view.holding_original
 
 
 # ------------------------------------------------------------ clipboard, drop, save, export

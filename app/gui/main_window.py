@@ -822,6 +822,23 @@ class MainWindow(QMainWindow):
         self.batch_dialog.show()
         self.batch_dialog.raise_()
 
+    def keyPressEvent(self, event) -> None:
+        # O held shows the original wherever the focus is (a key a focused child ignores ends here)
+        from app.gui.compare_view import HOLD_KEY
+
+        if event.key() == HOLD_KEY and not event.isAutoRepeat() and self.compare.has_image():
+            self.compare.set_holding_original(True)
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event) -> None:
+        from app.gui.compare_view import HOLD_KEY
+
+        if event.key() == HOLD_KEY and not event.isAutoRepeat():
+            self.compare.set_holding_original(False)
+            return
+        super().keyReleaseEvent(event)
+
     # ============================================================================ closing
     def closeEvent(self, event) -> None:
         if self._closed:

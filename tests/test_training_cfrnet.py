@@ -1,0 +1,181 @@
+"""CFRNet training pieces: network size, degradations, LPIPS loss, a short training run, resume,
+ONNX export (FP32 matches torch; INT8 holds QDQ nodes and runs). Small: 64² crops, seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training.cfrnet import build, count_macs, count_params  # noqa: E402
+from training.degrade import degrade, degrade_eval_set  # noqa: E402
+
+
+def _faces(shared_data: Path, n: int, size: int) -> np.ndarray:
+    """n real faces from faces/val, centre square resized to size²."""
+    import cv2
+
+    from training.face_pack import list_images, load_rgb, resize_crop
+
+    files = list_images(shared_data / "faces" / "val")[:: 23][:n]
+    return np.stack([cv2.resize(resize_crop(load_rgb(p)), (size, size), interpolation=cv2.INTER_AREA)
+                     for p in files])
+
+
+def test_parameter_count_and_macs_in_range():
+    net = build()
+    assert 1.8e6 <= count_params(net) <= 2.2e6
+    assert count_macs(net, 256) <= 10e9
+
+
+def test_untrained_net_is_identity():
+    # the tail starts at zero: an untrained net is the identity, a fixed point of every cycle
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(build()(x), x)
+
+
+def test_degradation_is_deterministic_under_a_seed(shared_data):
+    face = _faces(shared_data, 1, 128)[0]
+    a = degrade(face, np.random.default_rng(7))
+    b = degrade(face, np.random.default_rng(7))
+    assert a.dtype == np.uint8 and a.shape == face.shape
+    assert np.array_equal(a, b)
+    outs = [degrade(face, np.random.default_rng(s)) for s in range(6)]
+    assert any(not np.array_equal(outs[0], o) for o in outs[1:])
+    # the evaluation set: same seed → same images, whatever was degraded before
+    s1 = degrade_eval_set([face, face], seed=3)
+    s2 = degrade_eval_set([face, face], seed=3)
+    assert all(np.array_equal(p, q) for p, q in zip(s1, s2))
+    assert not np.array_equal(s1[0], s1[1])  # each image has its own stream
+
+
+def test_degradation_damages_the_face(shared_data):
+    faces = _faces(shared_data, 4, 128)
+    deg = degrade_eval_set(list(faces), seed=11)
+    err = [np.abs(d.astype(float) - f).mean() for d, f in zip(deg, faces)]
+    assert np.mean(err) > 2.0
+
+
+def test_degrade_rejects_bad_input():
+    with pytest.raises(ValueError, match="uint8"):
+        degrade(np.zeros((8, 8, 3), np.float32), np.random.default_rng(0))
+
+
+def test_torch_lpips_matches_reference_values(shared_data):
+    from training.losses import LPIPSAlex
+
+    metrics = shared_data / "metrics"
+    ref = json.loads((metrics / "lpips_reference_values.json").read_text())["values"]
+    imgs = np.load(metrics / "lpips_test_inputs.npz")
+    lp = LPIPSAlex(metrics / "lpips_alex.onnx")
+    t = lambda u: torch.from_numpy(u.astype(np.float32) / 255).permute(2, 0, 1)[None]  # noqa: E731
+    checked = 0
+    for key, value in ref.items():
+        parts = key.split(" vs ")
+        if len(parts) != 2 or parts[0] not in imgs.files or parts[1] not in imgs.files:
+            continue
+        with torch.no_grad():
+            d = float(lp(t(imgs[parts[0]]), t(imgs[parts[1]]))[0])
+        assert d == pytest.approx(value, abs=1e-4), key
+        checked += 1
+    assert checked >= 3
+
+
+def test_ccfp_training_steps_reduce_the_loss(shared_data):
+    """A few CCFP steps (K = 2, idempotence, re-degradation) on a handful of 64² crops."""
+    from training.losses import RestorationLoss
+    from training.train_cfrnet import step_loss, to_tensor
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    clean = _faces(shared_data, 2, 64)
+    y = to_tensor(clean)
+    x = to_tensor(np.stack([degrade(c, rng) for c in clean]))
+    net = build()
+    crit = RestorationLoss(lpips_weight=0.1, lpips_path=shared_data / "metrics" / "lpips_alex.onnx")
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3)
+
+    def degrade_batch(u8):
+        return np.stack([degrade(c, rng) for c in u8])
+
+    with torch.no_grad():
+        before = float(crit(net(x), y))
+    seen = set()
+    # the recipe in miniature: single-cycle steps first, then CCFP steps (K = 2)
+    for i in range(20):
+        k = 1 if i < 14 else 2
+        loss, logs = step_loss(net, crit, x, y, k, i % 2 == 0, degrade_batch, clean_n=1)
+        seen |= set(logs)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert {"l1", "c1", "c2", "idem", "idem_clean", "redeg"} <= seen
+    with torch.no_grad():
+        after = float(crit(net(x), y))
+    assert after < 0.97 * before  # measured: 0.951 after 20 steps
+
+
+def test_training_run_checkpoints_and_resumes(shared_data, tmp_path):
+    from training.train_cfrnet import main
+
+    faces = _faces(shared_data, 6, 128)
+    np.save(tmp_path / "train.npy", faces)
+    (tmp_path / "train.json").write_text(json.dumps({"hq": [True] + [False] * 5, "method": "test"}))
+    np.save(tmp_path / "val.npy", faces[:2, ::2, ::2])  # the net is fully convolutional: 64² val
+    args = ["--mode", "baseline", "--pack", str(tmp_path / "train.npy"), "--val-pack",
+            str(tmp_path / "val.npy"), "--run-dir", str(tmp_path / "run"), "--batch", "2", "--crop", "64",
+            "--eval-n", "2", "--log-every", "1", "--lpips", "0", "--resume"]
+    assert main(args + ["--steps", "2"]) == 0
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert ck["step"] == 2
+    assert main(args + ["--steps", "3"]) == 0
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert ck["step"] == 3
+    lines = (tmp_path / "run" / "train.jsonl").read_text().splitlines()
+    assert [json.loads(s)["step"] for s in lines] == [1, 2, 3]
+    assert (tmp_path / "run" / "best_ema.fp16.pt").is_file()
+
+
+def _trained_like_net() -> torch.nn.Module:
+    """The real architecture with a non-trivial (but small) residual, as after some training."""
+    torch.manual_seed(1)
+    net = build()
+    with torch.no_grad():
+        net.tail.weight.normal_(0, 0.01)
+    return net.eval()
+
+
+def test_onnx_export_matches_torch_and_int8_has_qdq(tmp_path):
+    import onnx
+
+    from app.core.onnx_session import OnnxModel
+    from training.export_cfrnet import OneCycle
+    from training.onnx_export import compare_with_torch, export_onnx, quantize_int8
+
+    net = OneCycle(_trained_like_net()).eval()
+    fp32, int8 = tmp_path / "c_fp32.onnx", tmp_path / "c_int8.onnx"
+    export_onnx(net, fp32, torch.zeros(1, 3, 64, 64), {"name": "CFRNet", "licence": "test"})
+    rng = np.random.default_rng(0)
+    inputs = [rng.random((1, 3, 64, 64), dtype=np.float32) for _ in range(2)]
+    assert compare_with_torch(net, fp32, inputs)["max_abs"] < 1e-4
+    ops = {n.op_type for n in onnx.load(str(fp32)).graph.node}
+    # NPU-friendly operators only (Identity: the exporter's alias for weights shared by value)
+    assert ops <= {"Conv", "Relu", "Add", "SpaceToDepth", "DepthToSpace", "Clip", "Constant", "Identity"}, ops
+
+    calib = [rng.random((1, 3, 64, 64), dtype=np.float32) for _ in range(6)]
+    quantize_int8(fp32, int8, calib, {"name": "CFRNet"})
+    g = onnx.load(str(int8)).graph
+    q_ops = [n.op_type for n in g.node]
+    assert q_ops.count("QuantizeLinear") >= 10 and q_ops.count("DequantizeLinear") >= 10
+    m = OnnxModel(int8, threads=1)
+    assert m.metadata["precision"] == "int8"
+    out = m.run1(inputs[0])
+    ref = OnnxModel(fp32, threads=1).run1(inputs[0])
+    assert out.shape == (1, 3, 64, 64)
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    assert np.abs(out - ref).mean() < 0.02

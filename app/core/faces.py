@@ -395,13 +395,13 @@ def _pose_angle(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Area-averaging downscale (cubic upscale). A large reduction first halves the image in
-    exact 2× steps, which OpenCV does ~10× faster than an arbitrary area factor (a 12 MP photo:
-    ~4 ms a step against ~50 ms in one go); the last bit of a pixel row lost to an odd size is
-    immaterial for detection."""
+    """Area-averaging downscale (cubic upscale). A reduction by 2× or more first halves the image
+    in exact 2× steps, which OpenCV does ~7× faster per source pixel than an arbitrary area
+    factor (12 MP → 1180×885: 6 ms for the halving + 17 ms for the rest, against 42 ms in one
+    go); the last bit of a pixel row lost to an odd size is immaterial for detection."""
     if width >= image.shape[1] and height >= image.shape[0]:
         return cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC)
-    while image.shape[1] >= 4 * width and image.shape[0] >= 4 * height:
+    while image.shape[1] >= 2 * width and image.shape[0] >= 2 * height:
         h2, w2 = image.shape[0] // 2, image.shape[1] // 2
         image = cv2.resize(image[: 2 * h2, : 2 * w2], (w2, h2), interpolation=cv2.INTER_AREA)
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)

@@ -139,6 +139,13 @@ def test_training_run_checkpoints_and_resumes(shared_data, tmp_path):
     lines = (tmp_path / "run" / "train.jsonl").read_text().splitlines()
     assert [json.loads(s)["step"] for s in lines] == [1, 2, 3]
     assert (tmp_path / "run" / "best_ema.fp16.pt").is_file()
+    # a branch continues another run's whole state under another mode (how the baseline and CCFP
+    # share their single-cycle pre-training)
+    args2 = [a if a != str(tmp_path / "run") else str(tmp_path / "branch") for a in args]
+    args2[1] = "ccfp"
+    assert main(args2 + ["--branch-from", str(tmp_path / "run" / "checkpoint.pt"), "--steps", "4"]) == 0
+    ck = torch.load(tmp_path / "branch" / "checkpoint.pt", weights_only=False)
+    assert ck["step"] == 4 and ck["mode"] == "ccfp"
 
 
 def _trained_like_net() -> torch.nn.Module:

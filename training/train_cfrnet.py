@@ -226,6 +226,9 @@ def main(argv=None) -> int:
     ap.add_argument("--run-dir", type=Path, default=None, help="default ~/.cache/cfr-studio/train/<mode>")
     ap.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint.pt if any")
     ap.add_argument("--init", type=Path, default=None, help="start from these weights (fresh optimiser)")
+    ap.add_argument("--branch-from", type=Path, default=None,
+                    help="a fresh run continuing another run's checkpoint (weights, optimiser, step, "
+                         "RNG): the baseline branches from CCFP's pre-training snapshot")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-4)
@@ -269,13 +272,19 @@ def main(argv=None) -> int:
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.99), weight_decay=1e-4)
     rng = np.random.default_rng(a.seed)
     step, best, train_seconds = 0, -1e9, 0.0
-    if a.resume and ckpt_path.exists():
+    resuming = a.resume and ckpt_path.exists()
+    if resuming or a.branch_from:
+        source = ckpt_path if resuming else a.branch_from
         try:
-            ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+            ck = torch.load(source, map_location="cpu", weights_only=False)
         except Exception as e:  # noqa: BLE001 - a torn file: fall back to the previous one
+            if not resuming:
+                raise
             print(f"cannot read {ckpt_path} ({e}); using the previous checkpoint", flush=True)
             ck = torch.load(ckpt_path.with_name("checkpoint.prev.pt"), map_location="cpu",
                             weights_only=False)
+        if not resuming:  # a branch: the whole state of another run, continued under this mode
+            ck["mode"], ck["best"] = a.mode, -1e9
         model = build(ck["config"])
         ema = build(ck["config"])
         model.load_state_dict(ck["model"])
@@ -289,7 +298,8 @@ def main(argv=None) -> int:
             best = -1e9  # scores on another validation pack are not comparable
         if ck["mode"] != a.mode:
             raise SystemExit(f"{ckpt_path} is a {ck['mode']} run, not {a.mode}")
-        print(f"resumed {ckpt_path} at step {step} ({train_seconds / 3600:.2f} h trained)", flush=True)
+        print(f"{'resumed' if resuming else 'branched from'} {source} at step {step} "
+              f"({train_seconds / 3600:.2f} h trained)", flush=True)
     else:
         if a.init:
             init_model, _ = load_weights(a.init)
@@ -315,15 +325,16 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    def checkpoint():
+    def checkpoint(path: Path = ckpt_path):
         atomic_save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                      "step": step, "best": best, "rng": rng.bit_generator.state,
                      "torch_rng": torch.get_rng_state(), "mode": a.mode, "config": model.config,
                      "train_seconds": train_seconds, "k": ccfp_k(step) if a.mode == "ccfp" else 1,
                      "pack": str(a.pack), "val_pack": str(a.val_pack), "args": vars(a) | {"pack": str(a.pack),
                                                              "val_pack": str(a.val_pack),
-                                                             "run_dir": str(run), "init": str(a.init)}},
-                    ckpt_path)
+                                                             "run_dir": str(run), "init": str(a.init),
+                                                             "branch_from": str(a.branch_from)}},
+                    path)
 
     def run_eval():
         nonlocal best
@@ -374,6 +385,9 @@ def main(argv=None) -> int:
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.mul_(d).add_(pm.detach(), alpha=1 - d)
         step += 1
+        if a.mode == "ccfp" and ccfp_k(step) != k:
+            # the last single-cycle (or K-1) state: the baseline branches from it (same budget)
+            checkpoint(run / f"phase_end_step{step}_k{k}.pt")
         dt = time.time() - t0
         train_seconds += dt
         logs["loss"] = loss.item()

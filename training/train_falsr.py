@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=None, help="stop after this many minutes")
     ap.add_argument("--until", default=None, help="stop at HH:MM UTC")
     ap.add_argument("--steps", type=int, default=None, help="stop at this total step count")
+    ap.add_argument("--anneal-minutes", type=float, default=0.0,
+                    help="in this many last minutes before --until/--minutes, ramp the learning rate "
+                         "down linearly to 5 %% (a short run ends annealed; a resumed run starts high again)")
     ap.add_argument("--save-minutes", type=float, default=15.0)
     ap.add_argument("--checkpoint", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -164,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
                                "seconds": seconds, "log": log, "args": vars(args) | {"data": str(args.data)}})
         print(json.dumps(entry), flush=True)
 
+    def anneal() -> float:
+        if args.anneal_minutes <= 0 or math.isinf(deadline):
+            return 1.0
+        left = (deadline - time.time()) / (60 * args.anneal_minutes)
+        return 0.05 + 0.95 * min(1.0, max(0.0, left))
+
     losses: list[float] = []
     last_save = time.time()
     model.train()
@@ -171,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         lr_b, hr_b = next(sampler)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, args.lr, args.schedule_steps, warmup=args.warmup)
+            g["lr"] = lr_at(step, args.lr, args.schedule_steps, warmup=args.warmup) * anneal()
         loss = F.l1_loss(model(torch.from_numpy(lr_b)), torch.from_numpy(hr_b))
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -225,7 +225,10 @@ def main(argv=None) -> int:
     ap.add_argument("--val-pack", type=Path, default=CACHE / "faces_val_256.npy")
     ap.add_argument("--run-dir", type=Path, default=None, help="default ~/.cache/cfr-studio/train/<mode>")
     ap.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint.pt if any")
-    ap.add_argument("--init", type=Path, default=None, help="start from these weights (fresh optimiser)")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from these weights (e.g. the committed fp16 EMA on a new machine): fresh "
+                         "optimiser, step taken from the weights' info unless --init-step is given")
+    ap.add_argument("--init-step", type=int, default=None)
     ap.add_argument("--branch-from", type=Path, default=None,
                     help="a fresh run continuing another run's checkpoint (weights, optimiser, step, "
                          "RNG): the baseline branches from CCFP's pre-training snapshot")
@@ -233,7 +236,7 @@ def main(argv=None) -> int:
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--lr-floor", type=float, default=1e-5)
-    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--total-steps", type=int, default=150_000, help="length of the cosine decay")
     ap.add_argument("--lpips", type=float, default=0.1, help="λ of the LPIPS term")
     ap.add_argument("--idem", type=float, default=0.5, help="weight of the idempotence terms")
@@ -247,8 +250,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="stop at this global step")
     ap.add_argument("--hours", type=float, default=None, help="stop after this many hours (this run)")
     ap.add_argument("--ckpt-min", type=float, default=5.0)
-    ap.add_argument("--eval-min", type=float, default=12.0)
-    ap.add_argument("--eval-n", type=int, default=40)
+    ap.add_argument("--eval-min", type=float, default=15.0)
+    ap.add_argument("--eval-n", type=int, default=32)
     ap.add_argument("--eval-seed", type=int, default=2026)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
@@ -302,8 +305,13 @@ def main(argv=None) -> int:
               f"({train_seconds / 3600:.2f} h trained)", flush=True)
     else:
         if a.init:
-            init_model, _ = load_weights(a.init)
+            init_model, info = load_weights(a.init)
+            model = build(init_model.config)
+            ema = build(init_model.config)
             model.load_state_dict(init_model.state_dict())
+            opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.99), weight_decay=1e-4)
+            step = a.init_step if a.init_step is not None else int(info.get("step", 0))
+            train_seconds = float(info.get("train_hours", 0.0)) * 3600
         ema.load_state_dict(model.state_dict())
         print(f"fresh {a.mode} run in {run}", flush=True)
     for p in ema.parameters():

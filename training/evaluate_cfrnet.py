@@ -259,14 +259,16 @@ def checks(inp: Scores, s: Scores) -> list[str]:
     lp = {k: s.mean("lpips", k) for k in range(1, MAX_K + 1)}
     d = [s.mean_drift(k) for k in range(1, MAX_K + 1)]
     gain = p[2] - inp.mean("psnr", 0)
-    drop = 1 - lp[2] / inp.mean("lpips", 0)
-    shrinking = all(d[i + 1] <= d[i] for i in range(len(d) - 1))
+    lp_in = inp.mean("lpips", 0)
+    drop = 1 - lp[2] / lp_in if lp_in > 0 else math.nan
+    shrinking = all(d[i + 1] <= d[i] for i in range(len(d) - 1)) and d[-1] < d[0]
+    ratio = f"{d[-1] / d[0]:.2f}" if d[0] > 0 else "n/a: the first cycle changed nothing"
     return [
         f"PSNR gain at k=2: {gain:+.2f} dB ({_ok(gain >= TARGET_PSNR_GAIN_K2)} ≥ +{TARGET_PSNR_GAIN_K2})",
         f"LPIPS drop at k=2: {100 * drop:.1f} % ({_ok(drop >= TARGET_LPIPS_DROP_K2)} ≥ {100 * TARGET_LPIPS_DROP_K2:.0f} %)",
         f"k=2 vs k=1: PSNR {p[2] - p[1]:+.2f} dB, SSIM {q[2] - q[1]:+.4f} ({_ok(p[2] >= p[1] and q[2] >= q[1])} no worse)",
-        f"LPIPS k=1→2→3: {lp[1]:.4f} → {lp[2]:.4f} → {lp[3]:.4f} ({_ok(lp[3] <= lp[2] <= lp[1])} improving to k=3)",
-        f"drift k=1…6: " + ", ".join(f"{v:.4f}" for v in d) + f" ({_ok(shrinking)} shrinking; k6/k1 = {d[-1] / d[0]:.2f})",
+        f"LPIPS k=1→2→3: {lp[1]:.4f} → {lp[2]:.4f} → {lp[3]:.4f} ({_ok(lp[3] <= lp[2] <= lp[1] and lp[3] < lp[1])} improving to k=3)",
+        f"drift k=1…6: " + ", ".join(f"{v:.4f}" for v in d) + f" ({_ok(shrinking)} shrinking; k6/k1 = {ratio})",
         f"PSNR k=6 − k=2: {p[6] - p[2]:+.2f} dB ({_ok(p[6] >= p[2] - TARGET_K6_VS_K2)} within {TARGET_K6_VS_K2} dB)",
     ]
 
@@ -362,6 +364,10 @@ def main(argv=None) -> int:
     results = []
     for name, path in specs:
         results.append(evaluate_model(name, path, inputs, clean, lpips, args.threads, progress))
+    if args.json:  # first, so that the figures survive whatever happens below
+        payload = to_json(input_s, clean_niqe, results, names, args.seed)
+        payload["excluded_unchanged"] = len(same)
+        _write(args.json, json.dumps(payload, indent=1))
     text = markdown(input_s, clean_niqe, results, len(clean), args.seed)
     if same:
         text += f"\n\n({len(same)} face(s) left out: the degradation left them unchanged.)"
@@ -369,10 +375,6 @@ def main(argv=None) -> int:
     print(f"\n({time.time() - t0:.0f} s in all)", file=sys.stderr)
     if args.markdown:
         _write(args.markdown, text + "\n")
-    if args.json:
-        payload = to_json(input_s, clean_niqe, results, names, args.seed)
-        payload["excluded_unchanged"] = len(same)
-        _write(args.json, json.dumps(payload, indent=1))
     return 0
 
 

@@ -105,7 +105,6 @@ def main() -> int:
     takeover = []
     for _ in range(a.repeats):
         w.quality.set_k(a.k, emit=False)
-        w.cycles, w.deltas = {}, {}
         w.set_model(model)  # a fresh model: no cached cycles
         pump(lambda: w.model_info is not None and w.worker.idle)
         w.request_render()

@@ -499,6 +499,7 @@ def test_device_panel_is_marked_simulated(qtbot, window, test_data):
     qtbot.waitUntil(lambda: "fp32" in panel.cpu_by_precision, timeout=WAIT)
 
 
+@pytest.mark.timeout(180)
 def test_command_line_path_opens_in_the_gui(qtbot, qapp, tiny_model, settings_path, test_data, monkeypatch):
     """`cfr-studio PHOTO` (no sub-command) starts the GUI with the photo open (here without any
     model: the app starts and finds faces all the same); closing the window ends the event loop
@@ -516,17 +517,85 @@ def test_command_line_path_opens_in_the_gui(qtbot, qapp, tiny_model, settings_pa
         if time.monotonic() > deadline:  # never hang the test run: give up and close
             for t in qapp.topLevelWidgets():
                 t.close()
-            qapp.quit()
             return
         w = next((t for t in qapp.topLevelWidgets() if t.objectName() == "mainWindow" and t.isVisible()), None)
         if w is not None and w.quality.face_list.count() == 2:
             seen["faces"] = w.quality.face_list.count()
             seen["path"] = w.path
+            # closing the last window ends the event loop; a further quit() here would leave Qt's
+            # "quit now" flag set, and every later event loop of the session would return at once
             w.close()
-            qapp.quit()
             return
         QTimer.singleShot(50, watch)
 
     QTimer.singleShot(50, watch)
     assert main([str(test_data / PHOTO)]) == 0
     assert seen == {"faces": 2, "path": test_data / PHOTO}
+
+
+def _tiny_upscaler(path: Path, scale: int = 2) -> Path:
+    """A SESR-contract ONNX model (luma N×1×H×W in, N×1×sH×sW out, metadata 'scale') that repeats
+    each pixel: Conv 1→s² (1×1, weights 1) then DepthToSpace."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((scale * scale, 1, 1, 1), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["c"]),
+         helper.make_node("DepthToSpace", ["c"], ["output"], blocksize=scale, mode="DCR")],
+        "tiny_upscaler",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 1, "SH", "SW"])],
+        [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in {"scale": str(scale), "variant": "tiny-repeat", "precision": "fp32"}.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    onnx.save(model, str(path))
+    return path
+
+
+def test_upscale_option_restores_faces_at_the_new_size(qtbot, tiny_model, settings_path, tmp_path, test_data, monkeypatch):
+    from app.core.io import load_image
+    from app.core.upscaler import Upscaler
+
+    models = tmp_path / "models"
+    models.mkdir()
+    sesr = _tiny_upscaler(models / "sesr_m5_x2_int8.onnx", 2)
+    monkeypatch.setenv("CFR_MODELS", str(models))
+    w = _open_window(qtbot, tiny_model)
+    qtbot.waitUntil(lambda: w.model_info is not None, timeout=WAIT)
+    combo = w.quality.upscale_combo
+    assert combo.objectName() == "upscaleCombo"
+    assert combo.model().item(combo.findData(2)).isEnabled()
+    x4 = combo.model().item(combo.findData(4))
+    assert not x4.isEnabled() and "sesr_m5_x4_int8.onnx" in x4.toolTip()
+
+    small = _open_and_restore(qtbot, w, test_data / PHOTO)
+    h, wd = small.shape[:2]
+    scales = []
+    w.worker.cycleReady.connect(lambda *a: scales.append(a[-1]), Qt.ConnectionType.QueuedConnection)
+    combo.setCurrentIndex(combo.findData(2))
+    big = _wait_result(qtbot, w, upscale=2)
+    assert big.shape == (2 * h, 2 * wd, 3)
+    assert scales and set(scales) == {2}  # the faces were restored again, cut from the larger photo
+    assert len(w.preview.thumbnails()) == 2
+    # away from the faces the result is the upscaler's output
+    plain = Upscaler(sesr).upscale(load_image(test_data / PHOTO).rgb)
+    assert np.array_equal(big[:40, :40], plain[:40, :40])
+    assert not np.array_equal(big, plain)
+    assert w.settings.upscale == 2
+
+    saved = []
+    w.save_result(tmp_path / "big.png", on_done=saved.append)
+    qtbot.waitUntil(lambda: bool(saved), timeout=WAIT)
+    assert load_image(saved[0]).rgb.shape == big.shape
+
+    combo.setCurrentIndex(combo.findData(None))  # back to the original size: cached, not recomputed
+    scales.clear()
+    again = _wait_result(qtbot, w, upscale=1)
+    assert np.array_equal(again, small) and scales == []
+    assert len(w.preview.thumbnails()) == 2  # the strip shows the cycles kept for this size
+    _close(w)

@@ -275,6 +275,8 @@ class CompareView(QWidget):
             return
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 2.0)
         result = self._result if self._result is not None else self._original
+        # an upscaled result is drawn at the original's size: both share one coordinate system
+        result_scale = result.width() / max(1, self._original.width())
         panes = self._panes()
         for n, (rect, which) in enumerate(panes):
             p.save()
@@ -284,7 +286,7 @@ class CompareView(QWidget):
                 p.setTransform(tf)
                 p.drawImage(0, 0, self._original)
             elif which == "result":
-                p.setTransform(tf)
+                p.setTransform(QTransform(tf).scale(1 / result_scale, 1 / result_scale))
                 p.drawImage(0, 0, result)
             else:  # split: original left of the line, result right of it
                 sx = self._split_x()
@@ -293,7 +295,7 @@ class CompareView(QWidget):
                 p.drawImage(0, 0, self._original)
                 p.resetTransform()
                 p.setClipRect(QRectF(sx, rect.top(), rect.right() - sx, rect.height()))
-                p.setTransform(tf)
+                p.setTransform(QTransform(tf).scale(1 / result_scale, 1 / result_scale))
                 p.drawImage(0, 0, result)
             p.resetTransform()
             p.setClipRect(rect)

@@ -85,6 +85,20 @@ def model_missing_message(path: Path, error: str) -> str:
     )
 
 
+def upscaler_availability() -> dict[int, str | None]:
+    """scale → None where the shipped SESR model exists, else the reason it cannot be chosen."""
+    out: dict[int, str | None] = {}
+    for scale in (2, 4):
+        try:
+            from app.core.upscaler import default_upscaler_path
+
+            path = Path(default_upscaler_path(scale))
+            out[scale] = None if path.is_file() else f"The ×{scale} upscaling model {path} is not installed."
+        except Exception as exc:  # the upscaler is an optional part of the engine
+            out[scale] = f"Upscaling is not available ({exc})."
+    return out
+
+
 class Banner(QFrame):
     """A non-modal message strip over the compare view (errors, a missing model)."""
 
@@ -137,8 +151,9 @@ class MainWindow(QMainWindow):
         self.crops: list = []
         self.result: np.ndarray | None = None
         self.result_info: dict = {}
-        self.cycles: dict[int, list[np.ndarray]] = {}
-        self.deltas: dict[int, list[float]] = {}
+        # the cycles shown so far, per scale of the photo (1, or the upscale factor), per face
+        self._cycles: dict[int, dict[int, list[np.ndarray]]] = {}
+        self._deltas: dict[int, dict[int, list[float]]] = {}
         self.show_cycle: int | None = None
         self.model_info: dict | None = None
         self.model_error: str | None = None
@@ -163,6 +178,22 @@ class MainWindow(QMainWindow):
         self.worker.start()
         self._update_actions()
         log.info("CFR Studio %s started", __version__)
+
+    @property
+    def scale(self) -> int:
+        return int(self.quality.upscale or 1)
+
+    @property
+    def cycles(self) -> dict[int, list[np.ndarray]]:
+        """face → its cycles so far, for the photo at the current scale."""
+        return self._cycles.setdefault(self.scale, {})
+
+    @property
+    def deltas(self) -> dict[int, list[float]]:
+        return self._deltas.setdefault(self.scale, {})
+
+    def _forget_cycles(self) -> None:
+        self._cycles, self._deltas = {}, {}
 
     # ======================================================================== construction
     def _build_widgets(self) -> None:
@@ -199,6 +230,8 @@ class MainWindow(QMainWindow):
         self.quality.blendChanged.connect(self._on_blend_changed)
         self.quality.faceToggled.connect(self._on_face_toggled)
         self.quality.currentFaceChanged.connect(self._on_current_face)
+        self.quality.upscaleChanged.connect(self._on_upscale_changed)
+        self.quality.set_upscale_available(upscaler_availability())
         self.quality_dock = QDockWidget("Restore", self)
         self.quality_dock.setObjectName("qualityDock")
         self.quality_dock.setWidget(self.quality)
@@ -351,6 +384,7 @@ class MainWindow(QMainWindow):
             self.resizeDocks([self.quality_dock], [460], Qt.Orientation.Horizontal)
         self.quality.set_k(s.k, emit=False)
         self.quality.set_blend(s.blend, emit=False)
+        self.quality.set_upscale(s.upscale, emit=False)
         self.set_view_mode(s.view_mode)
         self.preview.show_up_to(6 if s.k == "auto" else int(s.k))
 
@@ -395,7 +429,8 @@ class MainWindow(QMainWindow):
         self.doc += 1
         self.error_banner.hide()
         self.photo, self.faces, self.crops, self.result = None, [], [], None
-        self.cycles, self.deltas, self.show_cycle = {}, {}, None
+        self._forget_cycles()
+        self.show_cycle = None
         self.compare.set_images(None)
         self.compare.empty_text = f"Opening {name}…"
         self.quality.set_faces([])
@@ -526,16 +561,16 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("No restoration model: faces can be viewed but not restored", 10000)
         self._update_actions()
 
-    def _on_cycle_ready(self, doc, face, cycle, image, delta, seconds) -> None:
+    def _on_cycle_ready(self, doc, face, cycle, image, delta, seconds, scale=1) -> None:
         if doc != self.doc:
-            return
-        cache = self.cycles.setdefault(face, [])
-        deltas = self.deltas.setdefault(face, [])
+            return  # a late cycle of another photo
+        cache = self._cycles.setdefault(scale, {}).setdefault(face, [])
+        deltas = self._deltas.setdefault(scale, {}).setdefault(face, [])
         if len(cache) == cycle - 1:
             cache.append(image)
             deltas.append(delta)
         self.device.add_cpu_cycle(seconds)
-        if face == self.quality.current_face():
+        if face == self.quality.current_face() and scale == self.scale:
             k = self.quality.k
             if k == "auto" or cycle <= int(k):
                 self.preview.set_cycle(cycle, image, delta, seconds)
@@ -552,9 +587,11 @@ class MainWindow(QMainWindow):
         if used:
             ks = sorted(set(used.values()))
             ktext = ", ".join(map(str, ks))
+            up = info.get("upscale", 1)
             self.statusBar().showMessage(
                 f"Restored {len(used)} face{'s' if len(used) != 1 else ''} with k = {ktext}"
-                f"{' (auto)' if info.get('k') == 'auto' else ''}, blend {info.get('blend', 1.0) * 100:.0f} %",
+                f"{' (auto)' if info.get('k') == 'auto' else ''}, blend {info.get('blend', 1.0) * 100:.0f} %"
+                + (f", upscaled ×{up} to {rgb.shape[1]}×{rgb.shape[0]}" if up and up > 1 else ""),
                 8000,
             )
         self._update_actions()
@@ -595,6 +632,7 @@ class MainWindow(QMainWindow):
             blend=self.quality.blend_value,
             current=current if current >= 0 else 0,
             show_cycle=self.show_cycle,
+            upscale=self.quality.upscale,
         )
         self.worker.submit(job)
 
@@ -605,6 +643,15 @@ class MainWindow(QMainWindow):
         self.preview.show_up_to(6 if k == "auto" else int(k))
         self._refill_preview()
         self._update_workload()
+        self.request_render()
+
+    def _on_upscale_changed(self, scale) -> None:
+        self.settings.upscale = scale
+        self.show_cycle = None
+        face = self.quality.current_face()
+        if 0 <= face < len(self.crops):  # faces cut from the upscaled photo have cycles of their own
+            self.preview.reset(self.crops[face].image, face)
+            self._refill_preview()
         self.request_render()
 
     def _on_blend_changed(self, blend: float) -> None:
@@ -694,7 +741,12 @@ class MainWindow(QMainWindow):
         from app.core.io import save_image, Photo
 
         self.settings.set_folder("save", path.parent)
-        photo = Photo(rgb=self.result, alpha=self.photo.alpha, meta=self.photo.meta)
+        alpha = self.photo.alpha
+        if alpha is not None and alpha.shape[:2] != self.result.shape[:2]:  # an upscaled result
+            import cv2
+
+            alpha = cv2.resize(alpha, (self.result.shape[1], self.result.shape[0]), interpolation=cv2.INTER_LINEAR)
+        photo = Photo(rgb=self.result, alpha=alpha, meta=self.photo.meta)
 
         def done(warnings):
             for w in warnings or []:
@@ -720,6 +772,10 @@ class MainWindow(QMainWindow):
     def comparison_image(self) -> np.ndarray:
         """Original | result side by side with a white gutter, in the photo's dtype."""
         a, b = self.photo.rgb, self.result
+        if a.shape[:2] != b.shape[:2]:  # an upscaled result: the original enlarged to match, plainly
+            import cv2
+
+            a = cv2.resize(a, (b.shape[1], b.shape[0]), interpolation=cv2.INTER_CUBIC)
         gap = max(4, a.shape[1] // 100)
         white = np.iinfo(a.dtype).max if a.dtype.kind == "u" else 1.0
         gutter = np.full((a.shape[0], gap, 3), white, dtype=a.dtype)
@@ -760,7 +816,7 @@ class MainWindow(QMainWindow):
         self.model_path = Path(path)
         self.settings.model_path = str(path)
         self.settings.set_folder("model", Path(path).parent)
-        self.cycles, self.deltas = {}, {}
+        self._forget_cycles()
         if 0 <= self.quality.current_face() < len(self.crops):
             self.preview.reset(self.crops[self.quality.current_face()].image, self.quality.current_face())
         if self.batch_dialog is not None:
@@ -850,6 +906,7 @@ class MainWindow(QMainWindow):
         s.window_state = self.saveState()
         s.k = self.quality.k
         s.blend = self.quality.blend_value
+        s.upscale = self.quality.upscale
         s.sync()
         self.shutdown()
         event.accept()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -83,6 +84,7 @@ class QualityPanel(QWidget):
     blendChanged = Signal(float)
     faceToggled = Signal(int, bool)
     currentFaceChanged = Signal(int)
+    upscaleChanged = Signal(object)  # None, 2 or 4
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -126,6 +128,17 @@ class QualityPanel(QWidget):
         h.addWidget(self.blend, 1)
         h.addWidget(self.blend_label)
 
+        # --- upscale ---------------------------------------------------------------------
+        up_box = QGroupBox("Upscale the whole photo (SESR)", self)
+        self.upscale_combo = QComboBox(up_box)
+        self.upscale_combo.setObjectName("upscaleCombo")
+        self.upscale_combo.setAccessibleName("Upscale the photo")
+        self.upscale_combo.addItem("No: keep the size", None)
+        self.upscale_combo.addItem("×2 — faces restored at the new size", 2)
+        self.upscale_combo.addItem("×4 — faces restored at the new size", 4)
+        uh = QHBoxLayout(up_box)
+        uh.addWidget(self.upscale_combo, 1)
+
         # --- faces -----------------------------------------------------------------------
         faces_box = QGroupBox("Faces (tick to restore; click a box in the photo too)", self)
         self.face_list = QListWidget(faces_box)
@@ -153,12 +166,14 @@ class QualityPanel(QWidget):
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(box)
         layout.addWidget(blend_box)
+        layout.addWidget(up_box)
         layout.addWidget(faces_box)
         layout.addStretch(1)
 
         self.slider.valueChanged.connect(self._on_slider)
         self.auto.toggled.connect(self._on_auto)
         self.blend.valueChanged.connect(self._on_blend)
+        self.upscale_combo.currentIndexChanged.connect(self._on_upscale)
         self.face_list.itemChanged.connect(self._on_item_changed)
         self.face_list.currentRowChanged.connect(self._on_current_row)
         self._refresh_labels()
@@ -238,6 +253,37 @@ class QualityPanel(QWidget):
         self.blend_label.setText(f"{value} % restored")
         if emit and not self._updating:
             self.blendChanged.emit(value / 100.0)
+
+    # ------------------------------------------------------------------------ upscale
+    @property
+    def upscale(self) -> int | None:
+        return self.upscale_combo.currentData()
+
+    def set_upscale(self, scale: int | None, emit: bool = True) -> None:
+        idx = self.upscale_combo.findData(scale)
+        item = self.upscale_combo.model().item(idx) if idx >= 0 else None
+        if item is None or not item.isEnabled():
+            idx = 0
+        self._updating = not emit
+        try:
+            self.upscale_combo.setCurrentIndex(idx)
+        finally:
+            self._updating = False
+
+    def set_upscale_available(self, available: dict[int, str | None]) -> None:
+        """scale → None where its model exists, else why not (the item is disabled, with the reason)."""
+        for scale, reason in available.items():
+            idx = self.upscale_combo.findData(scale)
+            item = self.upscale_combo.model().item(idx)
+            item.setEnabled(reason is None)
+            item.setToolTip(reason or "")
+        current = self.upscale_combo.model().item(self.upscale_combo.currentIndex())
+        if not current.isEnabled():
+            self.upscale_combo.setCurrentIndex(0)
+
+    def _on_upscale(self, index: int) -> None:
+        if not self._updating:
+            self.upscaleChanged.emit(self.upscale_combo.itemData(index))
 
     # -------------------------------------------------------------------------- faces
     def set_faces(self, faces) -> None:

@@ -69,6 +69,15 @@ class Settings:
         self._q.setValue("restore/blend", float(value))
 
     @property
+    def upscale(self) -> int | None:
+        value = str(self._q.value("restore/upscale", ""))
+        return int(value) if value in ("2", "4") else None
+
+    @upscale.setter
+    def upscale(self, value: int | None) -> None:
+        self._q.setValue("restore/upscale", str(value or ""))
+
+    @property
     def model_path(self) -> str:
         return self._get("restore/model", "", str)
 

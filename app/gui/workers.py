@@ -70,6 +70,7 @@ class RenderJob:
     blend: float
     current: int = 0
     show_cycle: int | None = None
+    upscale: int | None = None  # 2 or 4: SESR enlarges the photo, faces are restored at that scale
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
@@ -80,23 +81,37 @@ class ModelJob:
 
 
 @dataclass
+class _View:
+    """The photo at one scale (1 = as loaded; 2, 4 = upscaled): its pixels, face crops and the
+    cycles computed for them."""
+
+    rgb: np.ndarray
+    crops: list
+    cycles: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    converged: dict[int, bool] = field(default_factory=dict)
+
+
+@dataclass
 class _State:
     """The open photo as the worker sees it (touched only on the worker thread)."""
 
     doc: int = -1
     photo: Any = None
     faces: list = field(default_factory=list)
-    crops: list = field(default_factory=list)
-    cycles: dict[int, list[np.ndarray]] = field(default_factory=dict)
-    converged: dict[int, bool] = field(default_factory=dict)
+    views: dict[int, _View] = field(default_factory=dict)
+
+    @property
+    def crops(self) -> list:
+        return self.views[1].crops if 1 in self.views else []
 
 
 class EngineWorker(QThread):
     photoReady = Signal(int, object, object, object, object)  # doc, Photo, [Face], [Crop], QImage
     modelReady = Signal(object)  # dict: path, name, precision, metadata
     modelFailed = Signal(str)
-    # doc, face index, cycle number (1…), float32 crop, mean |Δ| vs previous, seconds for the cycle
-    cycleReady = Signal(int, int, int, object, float, float)
+    # doc, face index, cycle number (1…), float32 crop, mean |Δ| vs previous, seconds for the
+    # cycle, scale of the photo the face was cut from (1, or the upscale factor)
+    cycleReady = Signal(int, int, int, object, float, float, int)
     # doc, composite rgb, info: {'cycles': {face: n}, 'k': …, 'show_cycle': …, 'qimage': QImage}
     resultReady = Signal(int, object, object)
     failed = Signal(int, str)
@@ -246,8 +261,9 @@ class EngineWorker(QThread):
         self.auto_threshold = float(getattr(restorer_mod, "AUTO_THRESHOLD", DEFAULT_AUTO_THRESHOLD))
         self.max_auto_cycles = int(getattr(restorer_mod, "MAX_AUTO_CYCLES", DEFAULT_MAX_AUTO_CYCLES))
         # cycles of the old model are not cycles of the new one
-        self._state.cycles.clear()
-        self._state.converged.clear()
+        for view in self._state.views.values():
+            view.cycles.clear()
+            view.converged.clear()
         self.modelReady.emit(
             {
                 "path": Path(path),
@@ -275,22 +291,38 @@ class EngineWorker(QThread):
         if job.cancel.is_set():
             raise Cancelled("cancelled")
         crops = pipeline.align(photo, faces) if faces else []
-        self._state = _State(doc=job.doc, photo=photo, faces=list(faces), crops=list(crops))
+        self._state = _State(doc=job.doc, photo=photo, faces=list(faces), views={1: _View(photo.rgb, list(crops))})
         log.info("%s: %d face(s) found (load %.0f ms, detect %.0f ms)", name, len(faces), t_load * 1e3, t_detect * 1e3)
         # the screen copy is made here: for a 50 MP photo it takes a noticeable time
         self.photoReady.emit(job.doc, photo, list(faces), list(crops), array_to_qimage(photo.rgb))
 
-    def _cycles_for(self, idx: int, k: int | str, cancel: threading.Event) -> list[np.ndarray]:
+    def _view(self, scale: int, cancel: threading.Event) -> _View:
+        """The photo at ``scale``: upscaled by the pipeline's SESR upscaler the first time it is
+        asked for, its faces scaled and cut again from the larger photo (as Pipeline.run does)."""
+        st = self._state
+        if scale in st.views:
+            return st.views[scale]
+        pipeline = self._get_pipeline()
+        self.busyChanged.emit(True, f"Upscaling the photo ×{scale}…")
+        up = pipeline._upscaler(scale, None)
+        rgb = up.upscale(st.photo.rgb, cancel=cancel)
+        faces = [f.scaled(scale) for f in st.faces]
+        view = _View(rgb, pipeline.align(rgb, faces) if faces else [])
+        st.views[scale] = view
+        log.info("upscaled ×%d with %s: %d×%d", scale, getattr(up, "name", "SESR"), rgb.shape[1], rgb.shape[0])
+        return view
+
+    def _cycles_for(self, view: _View, scale: int, idx: int, k: int | str, cancel: threading.Event) -> list[np.ndarray]:
         """The cycles of face ``idx`` up to k, computing only the missing ones."""
         st = self._state
-        cache = st.cycles.setdefault(idx, [])
+        cache = view.cycles.setdefault(idx, [])
         if self._restorer is None:
             raise CfrError("No restoration model is loaded (see the message at the top of the window).")
         auto = k == "auto"
         target = self.max_auto_cycles if auto else int(k)
-        if auto and st.converged.get(idx):
+        if auto and view.converged.get(idx):
             return cache
-        crop = st.crops[idx].image
+        crop = view.crops[idx].image
         while len(cache) < target:
             if cancel.is_set():
                 raise Cancelled("cancelled")
@@ -303,11 +335,11 @@ class EngineWorker(QThread):
                 out = np.asarray(out, dtype=np.float32)
                 delta = float(np.mean(np.abs(out - previous)))
                 cache.append(out)
-                self.cycleReady.emit(st.doc, idx, len(cache), out, delta, seconds)
+                self.cycleReady.emit(st.doc, idx, len(cache), out, delta, seconds, scale)
                 previous = out
                 t0 = time.perf_counter()
                 if auto and delta < self.auto_threshold:
-                    st.converged[idx] = True
+                    view.converged[idx] = True
                     return cache
                 if cancel.is_set():
                     raise Cancelled("cancelled")
@@ -317,6 +349,8 @@ class EngineWorker(QThread):
         st = self._state
         if job.doc != st.doc or st.photo is None:
             return
+        scale = int(job.upscale or 1)
+        view = self._view(scale, job.cancel)
         included = [i for i in job.included if 0 <= i < len(st.crops)]
         order = list(included)
         if 0 <= job.current < len(st.crops):
@@ -328,10 +362,10 @@ class EngineWorker(QThread):
         restored_by_face: dict[int, np.ndarray] = {}
         for n, idx in enumerate(order):
             self.busyChanged.emit(True, f"Restoring face {idx + 1} ({n + 1} of {len(order)}), k = {job.k}…")
-            cycles = self._cycles_for(idx, job.k, job.cancel)
+            cycles = self._cycles_for(view, scale, idx, job.k, job.cancel)
             if job.k == "auto":
                 n_use = len(cycles)
-                if not st.converged.get(idx):
+                if not view.converged.get(idx):
                     n_use = min(len(cycles), self.max_auto_cycles)
             else:
                 n_use = int(job.k)
@@ -348,14 +382,14 @@ class EngineWorker(QThread):
             self.busyChanged.emit(True, "Pasting the faces back…")
             pipeline = self._get_pipeline()
             rgb = pipeline.composite(
-                st.photo, [st.crops[i] for i in chosen], [restored_by_face[i] for i in chosen], job.blend
+                view.rgb, [view.crops[i] for i in chosen], [restored_by_face[i] for i in chosen], job.blend
             )
         else:
-            rgb = st.photo.rgb.copy()
+            rgb = view.rgb.copy()
         if job.cancel.is_set():
             raise Cancelled("cancelled")
         info = {"cycles": used, "k": job.k, "show_cycle": job.show_cycle, "blend": job.blend,
-                "qimage": array_to_qimage(rgb)}
+                "upscale": scale, "qimage": array_to_qimage(rgb)}
         self.resultReady.emit(job.doc, rgb, info)
 
 

@@ -128,6 +128,17 @@ class BatchDialog(QDialog):
         if not self._quality_supported:
             self.quality_spin.setEnabled(False)
             self.quality_spin.setToolTip("The engine writes JPEG/WebP at its default quality (95).")
+        self.upscale_combo = QComboBox(self)
+        self.upscale_combo.setObjectName("batchUpscale")
+        self.upscale_combo.addItem("No", None)
+        self.upscale_combo.addItem("×2 (SESR)", 2)
+        self.upscale_combo.addItem("×4 (SESR)", 4)
+        from app.gui.main_window import upscaler_availability
+
+        for scale, reason in upscaler_availability().items():
+            item = self.upscale_combo.model().item(self.upscale_combo.findData(scale))
+            item.setEnabled(reason is None)
+            item.setToolTip(reason or "")
         self.existing_combo = QComboBox(self)
         self.existing_combo.setObjectName("batchExisting")
         for text, value in EXISTING:
@@ -139,6 +150,7 @@ class BatchDialog(QDialog):
         form.addRow("Restored photos to:", out_row)
         form.addRow("Cycles (k):", self.k_combo)
         form.addRow("", self.recursive)
+        form.addRow("Upscale:", self.upscale_combo)
         form.addRow("Output format:", self.format_combo)
         form.addRow("Quality:", self.quality_spin)
         form.addRow("Existing outputs:", self.existing_combo)
@@ -210,7 +222,7 @@ class BatchDialog(QDialog):
         from app.core.pipeline import RestoreOptions
 
         kwargs = dict(
-            restore=RestoreOptions(k=self.k_combo.currentData()),
+            restore=RestoreOptions(k=self.k_combo.currentData(), upscale=self.upscale_combo.currentData()),
             recursive=self.recursive.isChecked(),
             output_format=self.format_combo.currentData(),
             existing=self.existing_combo.currentData(),
@@ -274,7 +286,8 @@ class BatchDialog(QDialog):
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
-        for w in (self.input_edit, self.output_edit, self.k_combo, self.recursive, self.format_combo, self.existing_combo):
+        for w in (self.input_edit, self.output_edit, self.k_combo, self.recursive, self.upscale_combo,
+                  self.format_combo, self.existing_combo):
             w.setEnabled(not running)
         self.quality_spin.setEnabled(not running and self._quality_supported)
 

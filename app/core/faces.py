@@ -426,8 +426,14 @@ def _local_contrast(level: np.ndarray) -> np.ndarray:
 
 def _flat_threshold(texture: np.ndarray) -> float:
     """Tiles whose most contrasted 8×8 window is below this are skipped: _FLAT_STD grey levels,
-    lowered on a faded photo (whose faces are faint too) to _FLAT_REL of its strong contrasts."""
-    return min(_FLAT_STD, _FLAT_REL * float(np.percentile(texture[::4, ::4], 99)))
+    lowered on a faded photo (whose faces are faint too) to _FLAT_REL of its strong contrasts
+    (the 99th percentile of the windows that are not perfectly flat, so that a mostly blank
+    frame does not drag it to 0)."""
+    sample = texture[::4, ::4]
+    sample = sample[sample > 0.5]
+    if sample.size == 0:
+        return _FLAT_STD  # a perfectly flat frame
+    return min(_FLAT_STD, _FLAT_REL * float(np.percentile(sample, 99)))
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

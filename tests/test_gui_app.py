@@ -452,6 +452,25 @@ def test_log_view_text_can_be_copied(qtbot, window, test_data):
     assert QGuiApplication.clipboard().text() == text
 
 
+def test_menus_have_standard_shortcuts_and_help_boxes_do_not_block(qtbot, window):
+    from PySide6.QtGui import QKeySequence
+    from PySide6.QtWidgets import QMessageBox
+
+    menus = [a.text().replace("&", "") for a in window.menuBar().actions()]
+    assert menus == ["File", "Edit", "View", "Help"]
+    assert window.act_open.shortcut() == QKeySequence(QKeySequence.StandardKey.Open)
+    assert window.act_copy.shortcut() == QKeySequence(QKeySequence.StandardKey.Copy)
+    assert window.act_paste.shortcut() == QKeySequence(QKeySequence.StandardKey.Paste)
+    assert not window.act_save.shortcut().isEmpty() and not window.act_quit.shortcut().isEmpty()
+    window.act_about.trigger()
+    window.act_model_info.trigger()
+    boxes = [b for b in window.findChildren(QMessageBox) if b.isVisible()]
+    assert len(boxes) == 2 and not any(b.isModal() for b in boxes)
+    assert any("cfrnet-test" in b.text() and "precision" in b.text() for b in boxes)
+    for b in boxes:
+        b.close()
+
+
 def test_missing_model_is_explained_and_faces_still_found(qtbot, settings_path, tmp_path, test_data, tiny_model):
     missing = tmp_path / "models" / "cfrnet_int8.onnx"
     w = _open_window(qtbot, missing, test_data / PHOTO)

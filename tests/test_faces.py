@@ -212,3 +212,44 @@ def test_every_real_old_photo_has_a_face(detector, shared_data):
         for f in faces:
             _check_geometry(f, rgb.shape)
     assert not empty, f"no face found in {empty}"
+
+
+def test_threads_do_not_change_faces(test_data):
+    """The tiles shared between two threads (two graphs) give exactly the faces one thread finds."""
+    rgb = _rgb(test_data / "group_greek_immigrants_1905.jpg")
+    with FaceDetector(threads=1) as one, FaceDetector(threads=2) as two:
+        assert one.threads == 1 and two.threads == 2
+        a, b = one.detect(rgb), two.detect(rgb)
+        assert two._short_helper is not None  # the second graph did run (enough tiles)
+    assert len(a) == len(b) >= 15
+    for fa, fb in zip(a, b):
+        assert fa.box == fb.box and np.array_equal(fa.landmarks, fb.landmarks)
+
+
+def test_flat_tiles_skipped_without_losing_faint_faces(detector, test_data, monkeypatch):
+    """Tiles with no contrast are not searched; on a badly faded group photo (15 % contrast) the
+    threshold follows the photo down, so the same faces are found as with no tile skipped."""
+    from app.core import faces as faces_mod
+
+    rgb = _rgb(test_data / "group_greek_immigrants_1905.jpg").astype(np.float32)
+    faded = np.clip((rgb - rgb.mean()) * 0.15 + rgb.mean(), 0, 255).astype(np.uint8)
+    with_skip = detector.detect(faded)
+    calls = []
+    run = FaceDetector._run
+    monkeypatch.setattr(FaceDetector, "_run", lambda self, *a: calls.append(1) or run(self, *a))
+    monkeypatch.setattr(faces_mod, "_FLAT_STD", 0.0)  # nothing is below a threshold of 0
+    without = detector.detect(faded)
+    assert len(with_skip) == len(without) >= 12
+    for fa, fb in zip(with_skip, without):
+        assert np.abs(np.array(fa.box) - np.array(fb.box)).max() < 1e-6
+    # and a photo that is mostly blank is mostly skipped: the canvas of test_small_face_in_big_canvas
+    canvas = np.full((1500, 2000, 3), 200, np.uint8)
+    canvas[700:760, 900:960] = faded[:60, :60]
+    calls.clear()
+    monkeypatch.setattr(faces_mod, "_FLAT_STD", 6.0)
+    detector.detect(canvas)
+    skipped = len(calls)
+    calls.clear()
+    monkeypatch.setattr(faces_mod, "_FLAT_STD", 0.0)
+    detector.detect(canvas)
+    assert skipped < 0.2 * len(calls)

@@ -40,6 +40,10 @@ crop. ``Face.alignment_points()`` gives the measured points only (four for a 'de
 from __future__ import annotations
 
 import math
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -57,6 +61,7 @@ _OVERLAP = 0.3  # ≥ 2 / _TILE_PER_FACE: a face too big to be whole in some til
 # big enough for the next level
 _FLAT_STD = 6.0  # tiles with no 8×8 window above this grey-level std are not searched
 _FLAT_REL = 0.08  # ... or above this fraction of the photo's own local contrast (99th percentile)
+_MIN_PARALLEL_TILES = 12  # fewer tiles than this are not worth a second thread
 _SURE_SCORE = 0.75  # detections below this get a second look
 
 # Face mesh indices (subject's right eye is on the image's left for an unmirrored photo).
@@ -140,7 +145,9 @@ class _Raw:
 
 class FaceDetector:
     """Finds faces and their five landmarks in an RGB photo. NOT thread-safe (MediaPipe graphs
-    keep state): make one per thread. Call ``close()`` (or use ``with``) to free the graphs."""
+    keep state): make one per thread. Call ``close()`` (or use ``with``) to free the graphs and
+    the helper thread. ``threads`` (default: 2 where the process may use 2 cores) is how many
+    threads share the tiles of one ``detect``; the faces found do not depend on it."""
 
     def __init__(
         self,
@@ -148,6 +155,7 @@ class FaceDetector:
         refine_with_mesh: bool = True,
         min_face: int | None = None,
         mesh_min_face: int = 40,
+        threads: int | None = None,
     ) -> None:
         # imported here so that importing app.core stays cheap for code that never detects
         import mediapipe as mp
@@ -156,6 +164,11 @@ class FaceDetector:
         self.refine_with_mesh = bool(refine_with_mesh)
         self.min_face = min_face
         self.mesh_min_face = int(mesh_min_face)
+        # tiles are shared between this many threads (each with its own graph): 2 where the
+        # process may use 2 cores or more
+        self.threads = max(1, min(2, threads if threads is not None else _usable_cpus()))
+        self._short_helper = None  # the second thread's graph and the thread, made when needed
+        self._pool: ThreadPoolExecutor | None = None
         fd = mp.solutions.face_detection
         # the detectors run at a lower threshold; min_score is applied after merging, so a face
         # seen weakly in one tile and strongly in another keeps its best score
@@ -171,8 +184,8 @@ class FaceDetector:
 
     def detect(self, image: np.ndarray, cancel: CancelToken = None) -> list[Face]:
         """All faces in ``image`` (H×W×3 uint8/uint16/float, or grey), largest first.
-        ``cancel`` is checked between tile rows and faces (raises Cancelled): a 12 MP frame
-        takes the better part of a second."""
+        ``cancel`` is checked between levels, every few tiles and between faces (raises
+        Cancelled): a 12 MP frame takes a good part of a second."""
         rgb = to_uint8_rgb(image)
         h, w = rgb.shape[:2]
         if h < 8 or w < 8:
@@ -219,10 +232,13 @@ class FaceDetector:
         return max(24, int(round(max(width, height) / 64)))
 
     def close(self) -> None:
-        for g in (self._full, self._short, self._mesh):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        for g in (self._full, self._short, self._short_helper, self._mesh):
             if g is not None:
                 g.close()
-        self._full = self._short = self._mesh = None
+        self._full = self._short = self._short_helper = self._mesh = None
 
     def __enter__(self) -> "FaceDetector":
         return self
@@ -287,11 +303,12 @@ class FaceDetector:
         searched for (T / _TILE_PER_FACE) is ~18 px, the size the model still finds reliably.
         Returns the detections and the coarsest level made (for the full-frame pass)."""
         h, w = rgb.shape[:2]
-        raws: list[_Raw] = []
+        jobs = []  # (tile, tile px → image px, inner edges), finest level first
         tile_side = _TILE_PER_FACE * min_face  # in image pixels
         size = _SHORT_INPUT
         level = None
         while tile_side < max(h, w):
+            check_cancel(cancel)
             scale = size / tile_side  # level pixels per image pixel
             lw, lh = max(1, round(w * scale)), max(1, round(h * scale))
             if level is None:
@@ -303,7 +320,6 @@ class FaceDetector:
             texture = _local_contrast(level)
             flat = _flat_threshold(texture)
             for ty in _tile_starts(lh, size):
-                check_cancel(cancel)
                 for tx in _tile_starts(lw, size):
                     if texture[ty : ty + size, tx : tx + size].max() < flat:
                         continue  # blank sky, wall or mount: nothing there can be a face
@@ -312,9 +328,55 @@ class FaceDetector:
                     tile[: part.shape[0], : part.shape[1]] = part
                     to_image = np.array([[sx, 0, tx * sx], [0, sy, ty * sy]], dtype=np.float64)
                     inner = (tx > 0, ty > 0, tx + size < lw, ty + size < lh)
-                    raws += self._run(self._short, tile, to_image, inner)
+                    jobs.append((tile, to_image, inner))
             tile_side *= 2
-        return raws, level
+        return self._run_short(jobs, cancel), level
+
+    def _run_short(self, jobs: list, cancel: CancelToken = None) -> list[_Raw]:
+        """The short-range model on every (tile, to_image, inner) job; the detections in job
+        order. With ``threads`` = 2 a second graph (MediaPipe graphs are not thread-safe) takes
+        tiles from the same queue on a helper thread: ``process`` releases the GIL while the
+        graph's own threads run the model, so the two overlap. ``cancel`` is only ever called
+        from the calling thread, between tiles."""
+        results: list[list[_Raw]] = [[] for _ in jobs]
+        if self.threads < 2 or len(jobs) < _MIN_PARALLEL_TILES:
+            for i, job in enumerate(jobs):
+                if i % 8 == 0:
+                    check_cancel(cancel)
+                results[i] = self._run(self._short, *job)
+            return [r for rs in results for r in rs]
+        if self._short_helper is None:
+            import mediapipe as mp
+
+            self._short_helper = mp.solutions.face_detection.FaceDetection(
+                min_detection_confidence=min(0.3, self.min_score), model_selection=0
+            )
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-tiles")
+        queue = iter(range(len(jobs)))  # both threads take the next job from here
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def take() -> int | None:
+            with lock:
+                return next(queue, None)
+
+        def helper() -> None:
+            while not stop.is_set() and (i := take()) is not None:
+                results[i] = self._run(self._short_helper, *jobs[i])
+
+        future = self._pool.submit(helper)
+        try:
+            n = 0
+            while (i := take()) is not None:
+                if n % 8 == 0:
+                    check_cancel(cancel)
+                n += 1
+                results[i] = self._run(self._short, *jobs[i])
+        finally:
+            if sys.exc_info()[0] is not None:
+                stop.set()
+            future.result()
+        return [r for rs in results for r in rs]
 
     def _second_look(self, rgb: np.ndarray, raw: _Raw) -> _Raw | None:
         """Look again at a doubtful detection with the face at half the model's input (where the
@@ -411,6 +473,13 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
         h2, w2 = image.shape[0] // 2, image.shape[1] // 2
         image = cv2.resize(image[: 2 * h2, : 2 * w2], (w2, h2), interpolation=cv2.INTER_AREA)
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _local_contrast(level: np.ndarray) -> np.ndarray:

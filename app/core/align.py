@@ -129,12 +129,21 @@ def warp_affine(
     if scale < 0.999:
         rw = max(1, int(round(region.shape[1] * scale)))
         rh = max(1, int(round(region.shape[0] * scale)))
-        region = cv2.resize(region, (rw, rh), interpolation=cv2.INTER_AREA)
-        pre = np.diag([region.shape[1] / (x1 - x0), region.shape[0] / (y1 - y0)])
-        m[:, :2] = m[:, :2] @ np.linalg.inv(pre)
+        # exact 2× halvings first: OpenCV averages 2×2 blocks ~7× faster per pixel than it does
+        # an arbitrary area factor (a 256² crop of a 550 px face in a 12 MP photo: ~5 → ~1.5 ms).
+        # Each maps pixel centres as p' = (p + 0.5) / 2 - 0.5 (an odd last row/column is dropped,
+        # inside the margin), so ``span`` is the source extent the reduced region stands for.
+        span = np.array([x1 - x0, y1 - y0], dtype=np.float64)
+        while region.shape[1] >= 2 * rw and region.shape[0] >= 2 * rh and min(region.shape[:2]) >= 4:
+            h2, w2 = region.shape[0] // 2, region.shape[1] // 2
+            span = span / region.shape[1::-1] * (2 * w2, 2 * h2)
+            region = cv2.resize(region[: 2 * h2, : 2 * w2], (w2, h2), interpolation=cv2.INTER_AREA)
+        if region.shape[1] != rw or region.shape[0] != rh:
+            region = cv2.resize(region, (rw, rh), interpolation=cv2.INTER_AREA)
+        f = np.array([region.shape[1], region.shape[0]], dtype=np.float64) / span
+        m[:, :2] = m[:, :2] @ np.linalg.inv(np.diag(f))
         # resize maps pixel centres: p' = (p + 0.5) * f - 0.5, so compensate the half-pixel shift
-        shift = (np.array([region.shape[1] / (x1 - x0), region.shape[0] / (y1 - y0)]) - 1) * 0.5
-        m[:, 2] -= m[:, :2] @ shift
+        m[:, 2] -= m[:, :2] @ ((f - 1) * 0.5)
     return cv2.warpAffine(region, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=border)
 
 

@@ -9,6 +9,12 @@ tables; never part of the test run.
 (b) Detect time for 12 MP frames: three real group photos upscaled (bicubic, aspect kept) to
     12 megapixels, median and spread over N runs after a warm-up. The machine is shared: CPU time
     is the steadier figure.
+(c) One thread against two (FaceDetector(threads=1|2), interleaved runs) on the same 12 MP frames,
+    next to a reference job that is perfectly parallel (two threads blurring images, no GIL): where
+    the reference gains nothing from a second thread, no core was free (a loaded machine) and the
+    detector's wall ratio says nothing about an idle one.
+
+    python benchmarks/bench_detect.py --parts c --runs 5
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import os
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -70,12 +77,14 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--min-face", type=int, default=None, help="detector floor (default: its own rule)")
+    ap.add_argument("--threads", type=int, default=None, help="detector threads (default: its own rule)")
     ap.add_argument("--parts", default="ab")
     args = ap.parse_args()
     photos = args.data / "photos" / "real-old"
-    det = FaceDetector(min_face=args.min_face)
+    det = FaceDetector(min_face=args.min_face, threads=args.threads)
     print(f"machine: {machine()}")
-    print(f"detector: min_face={'auto' if args.min_face is None else args.min_face}, mesh_min_face={det.mesh_min_face}")
+    print(f"detector: min_face={'auto' if args.min_face is None else args.min_face}, "
+          f"mesh_min_face={det.mesh_min_face}, threads={det.threads}")
     det.detect(np.zeros((256, 256, 3), np.uint8))  # warm-up: MediaPipe builds its graphs lazily
 
     if "a" in args.parts:
@@ -97,14 +106,8 @@ def main() -> int:
         print(f"\n(b) 12 MP frames, {args.runs} runs each after a warm-up")
         print("| source (upscaled) | size | min face px | faces | wall ms median (min–max) | cpu ms median (min–max) |")
         print("| --- | --- | --- | --- | --- | --- |")
-        for name in GROUPS[:3]:
-            path = photos / name
-            if not path.is_file():
-                continue
-            rgb = np.array(Image.open(path).convert("RGB"))
-            f = (12e6 / (rgb.shape[0] * rgb.shape[1])) ** 0.5
-            bw, bh = round(rgb.shape[1] * f), round(rgb.shape[0] * f)
-            big = cv2.resize(rgb, (bw, bh), interpolation=cv2.INTER_CUBIC)
+        for name, big in frames_12mp(photos):
+            bh, bw = big.shape[:2]
             timed(det, big)
             walls, cpus, n = [], [], 0
             for _ in range(args.runs):
@@ -115,8 +118,73 @@ def main() -> int:
             print(f"| {name} | {bw}×{bh} | {det.effective_min_face(bw, bh)} | {n} | {statistics.median(walls):.0f} "
                   f"({min(walls):.0f}–{max(walls):.0f}) | {statistics.median(cpus):.0f} "
                   f"({min(cpus):.0f}–{max(cpus):.0f}) |")
+    if "c" in args.parts:
+        part_c(photos, args.runs, args.min_face)
     det.close()
     return 0
+
+
+def frames_12mp(photos: Path):
+    """(name, 12 MP frame) for the first three group photos, upscaled with the aspect kept."""
+    for name in GROUPS[:3]:
+        path = photos / name
+        if not path.is_file():
+            continue
+        rgb = np.array(Image.open(path).convert("RGB"))
+        f = (12e6 / (rgb.shape[0] * rgb.shape[1])) ** 0.5
+        yield name, cv2.resize(rgb, (round(rgb.shape[1] * f), round(rgb.shape[0] * f)), interpolation=cv2.INTER_CUBIC)
+
+
+def part_c(photos: Path, runs: int, min_face: int | None) -> None:
+    blur_src = np.random.default_rng(0).random((700, 700), dtype=np.float32)
+
+    def blur(n: int = 40) -> None:
+        for _ in range(n):
+            cv2.GaussianBlur(blur_src, (0, 0), 3)
+
+    def reference(parallel: bool) -> None:  # the same work on one thread or split over two
+        if not parallel:
+            blur(80)
+            return
+        t = threading.Thread(target=blur)
+        t.start()
+        blur()
+        t.join()
+
+    one, two = FaceDetector(min_face=min_face, threads=1), FaceDetector(min_face=min_face, threads=2)
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # the reference's parallelism is ours, not OpenCV's
+    try:
+        ref = {False: [], True: []}
+        for r in range(runs + 1):
+            for parallel in (False, True) if r % 2 else (True, False):
+                t0 = time.perf_counter()
+                reference(parallel)
+                if r:
+                    ref[parallel].append(time.perf_counter() - t0)
+    finally:
+        cv2.setNumThreads(previous)
+    gain = statistics.median(ref[False]) / statistics.median(ref[True])
+    print(f"\n(c) one detector thread against two, {runs} interleaved runs each after a warm-up; "
+          f"reference (perfectly parallel) speed-up from a second thread: {gain:.2f}× "
+          f"({'a core was free' if gain > 1.3 else 'NO free core: the wall ratio below says nothing about an idle machine'})")
+    print("| source (upscaled) | faces 1 thr / 2 thr | wall ms 1 thr | wall ms 2 thr | wall ratio | cpu ms 1 thr | cpu ms 2 thr |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, big in frames_12mp(photos):
+        timed(one, big)
+        timed(two, big)
+        res = {1: ([], [], 0), 2: ([], [], 0)}
+        for r in range(runs):
+            for n in (1, 2) if r % 2 else (2, 1):
+                faces, wall, cpu = timed(one if n == 1 else two, big)
+                res[n][0].append(wall * 1e3)
+                res[n][1].append(cpu * 1e3)
+                res[n] = (res[n][0], res[n][1], len(faces))
+        w1, w2 = statistics.median(res[1][0]), statistics.median(res[2][0])
+        print(f"| {name} | {res[1][2]} / {res[2][2]} | {w1:.0f} | {w2:.0f} | {w2 / w1:.2f} | "
+              f"{statistics.median(res[1][1]):.0f} | {statistics.median(res[2][1]):.0f} |")
+    one.close()
+    two.close()
 
 
 if __name__ == "__main__":

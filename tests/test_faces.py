@@ -214,16 +214,23 @@ def test_every_real_old_photo_has_a_face(detector, shared_data):
     assert not empty, f"no face found in {empty}"
 
 
-def test_threads_do_not_change_faces(test_data):
-    """The tiles shared between two threads (two graphs) give exactly the faces one thread finds."""
-    rgb = _rgb(test_data / "group_greek_immigrants_1905.jpg")
+@pytest.mark.parametrize("where", ["fixture", "shared"])
+def test_threads_do_not_change_faces(test_data, shared_data, where):
+    """Tiles and face confirmations shared between two threads (each with its own graphs) give
+    exactly the faces one thread finds: small faces (second looks) and big ones (face mesh)."""
+    if where == "fixture":
+        rgb, least = _rgb(test_data / "group_greek_immigrants_1905.jpg"), 15
+    else:
+        rgb, least = _rgb(shared_data / REAL_OLD / "psfrgan_solvay_conference_1927.jpg"), 26
     with FaceDetector(threads=1) as one, FaceDetector(threads=2) as two:
         assert one.threads == 1 and two.threads == 2
         a, b = one.detect(rgb), two.detect(rgb)
-        assert two._short_helper is not None  # the second graph did run (enough tiles)
-    assert len(a) == len(b) >= 15
+        assert two._short_helper is not None  # the helper thread did run (enough tiles)
+        if where == "shared":
+            assert two._mesh_helper is not None  # ... and refined faces with its own mesh
+    assert len(a) == len(b) >= least
     for fa, fb in zip(a, b):
-        assert fa.box == fb.box and np.array_equal(fa.landmarks, fb.landmarks)
+        assert fa.box == fb.box and fa.source == fb.source and np.array_equal(fa.landmarks, fb.landmarks)
 
 
 def test_flat_tiles_skipped_without_losing_faint_faces(detector, test_data, monkeypatch):

@@ -62,6 +62,8 @@ _OVERLAP = 0.3  # ≥ 2 / _TILE_PER_FACE: a face too big to be whole in some til
 _FLAT_STD = 6.0  # tiles with no 8×8 window above this grey-level std are not searched
 _FLAT_REL = 0.08  # ... or above this fraction of the photo's own local contrast (99th percentile)
 _MIN_PARALLEL_TILES = 12  # fewer tiles than this are not worth a second thread
+_MIN_PARALLEL_FACES = 2  # a face's confirmation (mesh or second look) costs 2-10 ms
+_MESH_OPTIONS = dict(static_image_mode=True, max_num_faces=3, refine_landmarks=False, min_detection_confidence=0.3)
 _SURE_SCORE = 0.75  # detections below this get a second look
 
 # Face mesh indices (subject's right eye is on the image's left for an unmirrored photo).
@@ -167,7 +169,8 @@ class FaceDetector:
         # tiles are shared between this many threads (each with its own graph): 2 where the
         # process may use 2 cores or more
         self.threads = max(1, min(2, threads if threads is not None else _usable_cpus()))
-        self._short_helper = None  # the second thread's graph and the thread, made when needed
+        # the helper thread and its own graphs, made when first needed
+        self._short_helper = self._mesh_helper = None
         self._pool: ThreadPoolExecutor | None = None
         fd = mp.solutions.face_detection
         # the detectors run at a lower threshold; min_score is applied after merging, so a face
@@ -176,9 +179,7 @@ class FaceDetector:
         self._short = fd.FaceDetection(min_detection_confidence=min(0.3, self.min_score), model_selection=0)
         self._mesh = None
         if self.refine_with_mesh:
-            self._mesh = mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=True, max_num_faces=3, refine_landmarks=False, min_detection_confidence=0.3
-            )
+            self._mesh = mp.solutions.face_mesh.FaceMesh(**_MESH_OPTIONS)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -190,38 +191,26 @@ class FaceDetector:
         h, w = rgb.shape[:2]
         if h < 8 or w < 8:
             return []
-        raws, coarsest = self._detect_tiles(rgb, self.effective_min_face(w, h), cancel)
-        raws += self._detect_full_frame(rgb, coarsest)
-        merged = _nms(raws)
-        faces = []
-        for r in merged:
-            check_cancel(cancel)
-            if r.score < self.min_score:
-                continue
-            doubtful = r.score < _SURE_SCORE
-            big = r.box[2] - r.box[0] >= self.mesh_min_face
-            face = None
-            if big and self._mesh is not None:
-                face = self._refine(rgb, r)
-            meshed = big and self._mesh is not None
-            if face is None and (doubtful or meshed):
-                # to be kept, a detection must be confirmed by the mesh (which runs its own
-                # detector on a close crop) or, where there is no mesh result, by a second look;
-                # a doubtful one that the mesh rejected is dropped outright (on leaves and
-                # hats the second look is fooled as easily as the tiles were)
-                if doubtful and meshed:
-                    continue
-                r = self._second_look(rgb, r)
-                if r is None:
-                    continue
-            if face is None:
-                face = Face(
-                    box=tuple(float(v) for v in r.box),
-                    score=float(r.score),
-                    landmarks=five_from_four(r.points),
-                    source="detector",
-                )
-            faces.append(face)
+        jobs, coarsest = self._tile_jobs(rgb, self.effective_min_face(w, h), cancel)
+        # the whole frame (both models) is looked at while the helper thread starts on the tiles
+        found, whole = self._share(
+            len(jobs),
+            lambda i, g: self._run(g[0], *jobs[i]),
+            cancel,
+            min_parallel=_MIN_PARALLEL_TILES,
+            alongside=lambda: self._detect_full_frame(rgb, coarsest),
+        )
+        merged = [r for r in _nms([r for rs in found for r in rs] + whole) if r.score >= self.min_score]
+        # each detection confirmed (face mesh, second look) on a close crop, ~10 ms a face
+        confirmed, _ = self._share(
+            len(merged),
+            lambda i, g: self._confirm(rgb, merged[i], g),
+            cancel,
+            min_parallel=_MIN_PARALLEL_FACES,
+            check_every=1,
+            mesh=True,
+        )
+        faces = [f for f in confirmed if f is not None]
         faces.sort(key=lambda f: f.width, reverse=True)
         return faces
 
@@ -235,10 +224,10 @@ class FaceDetector:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        for g in (self._full, self._short, self._short_helper, self._mesh):
+        for g in (self._full, self._short, self._short_helper, self._mesh, self._mesh_helper):
             if g is not None:
                 g.close()
-        self._full = self._short = self._short_helper = self._mesh = None
+        self._full = self._short = self._short_helper = self._mesh = self._mesh_helper = None
 
     def __enter__(self) -> "FaceDetector":
         return self
@@ -295,13 +284,14 @@ class FaceDetector:
             raws += self._run(graph, tile, to_image, None)
         return raws
 
-    def _detect_tiles(
+    def _tile_jobs(
         self, rgb: np.ndarray, min_face: int, cancel: CancelToken = None
-    ) -> tuple[list[_Raw], np.ndarray | None]:
-        """The short-range model on square tiles, one octave per level: at a level of tile side T
+    ) -> tuple[list, np.ndarray | None]:
+        """The tiles for the short-range model, one octave per level: at a level of tile side T
         (image px) the tile is downscaled to the model's 128² input, where the smallest face
         searched for (T / _TILE_PER_FACE) is ~18 px, the size the model still finds reliably.
-        Returns the detections and the coarsest level made (for the full-frame pass)."""
+        Returns the (tile, tile px → image px, inner edges) jobs for ``_share`` and the
+        coarsest level made (for the full-frame pass)."""
         h, w = rgb.shape[:2]
         jobs = []  # (tile, tile px → image px, inner edges), finest level first
         tile_side = _TILE_PER_FACE * min_face  # in image pixels
@@ -330,29 +320,31 @@ class FaceDetector:
                     inner = (tx > 0, ty > 0, tx + size < lw, ty + size < lh)
                     jobs.append((tile, to_image, inner))
             tile_side *= 2
-        return self._run_short(jobs, cancel), level
+        return jobs, level
 
-    def _run_short(self, jobs: list, cancel: CancelToken = None) -> list[_Raw]:
-        """The short-range model on every (tile, to_image, inner) job; the detections in job
-        order. With ``threads`` = 2 a second graph (MediaPipe graphs are not thread-safe) takes
-        tiles from the same queue on a helper thread: ``process`` releases the GIL while the
-        graph's own threads run the model, so the two overlap. ``cancel`` is only ever called
-        from the calling thread, between tiles."""
-        results: list[list[_Raw]] = [[] for _ in jobs]
-        if self.threads < 2 or len(jobs) < _MIN_PARALLEL_TILES:
-            for i, job in enumerate(jobs):
-                if i % 8 == 0:
+    def _share(self, n: int, work, cancel: CancelToken, min_parallel: int, check_every: int = 8,
+               alongside=None, mesh: bool = False) -> tuple[list, list]:
+        """``work(i, graphs)`` for i in 0..n-1, and ``alongside()`` (more detections, run on the
+        calling thread); returns the results in order of i, and alongside's (or []).
+        ``graphs`` = (short-range, mesh) graphs of the thread that runs the item. With
+        ``threads`` = 2 and at least ``min_parallel`` items a helper thread with its own graphs
+        (MediaPipe graphs are not thread-safe) takes items from the same queue, starting at once
+        while this thread runs ``alongside``: ``process`` releases the GIL while the graph's own
+        threads run the model, so the two overlap. ``cancel`` is only called from the calling
+        thread, every ``check_every`` items it takes."""
+        results: list = [None] * n
+        extra: list = []
+        mine = (self._short, self._mesh)
+        if self.threads < 2 or n < min_parallel:
+            for i in range(n):
+                if i % check_every == 0:
                     check_cancel(cancel)
-                results[i] = self._run(self._short, *job)
-            return [r for rs in results for r in rs]
-        if self._short_helper is None:
-            import mediapipe as mp
-
-            self._short_helper = mp.solutions.face_detection.FaceDetection(
-                min_detection_confidence=min(0.3, self.min_score), model_selection=0
-            )
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-tiles")
-        queue = iter(range(len(jobs)))  # both threads take the next job from here
+                results[i] = work(i, mine)
+            if alongside is not None:
+                extra = alongside()
+            return results, extra
+        helper_graphs = self._helper_graphs(mesh)
+        queue = iter(range(n))  # both threads take the next item from here
         lock = threading.Lock()
         stop = threading.Event()
 
@@ -362,23 +354,65 @@ class FaceDetector:
 
         def helper() -> None:
             while not stop.is_set() and (i := take()) is not None:
-                results[i] = self._run(self._short_helper, *jobs[i])
+                results[i] = work(i, helper_graphs)
 
         future = self._pool.submit(helper)
         try:
-            n = 0
+            if alongside is not None:
+                extra = alongside()
+            taken = 0
             while (i := take()) is not None:
-                if n % 8 == 0:
+                if taken % check_every == 0:
                     check_cancel(cancel)
-                n += 1
-                results[i] = self._run(self._short, *jobs[i])
+                taken += 1
+                results[i] = work(i, mine)
         finally:
             if sys.exc_info()[0] is not None:
                 stop.set()
             future.result()
-        return [r for rs in results for r in rs]
+        return results, extra
 
-    def _second_look(self, rgb: np.ndarray, raw: _Raw) -> _Raw | None:
+    def _helper_graphs(self, mesh: bool) -> tuple:
+        """The helper thread's (short-range, mesh) graphs, and the thread, made when first needed."""
+        import mediapipe as mp
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faces")
+        if self._short_helper is None:
+            self._short_helper = mp.solutions.face_detection.FaceDetection(
+                min_detection_confidence=min(0.3, self.min_score), model_selection=0
+            )
+        if mesh and self._mesh is not None and self._mesh_helper is None:
+            self._mesh_helper = mp.solutions.face_mesh.FaceMesh(**_MESH_OPTIONS)
+        return self._short_helper, self._mesh_helper
+
+    def _confirm(self, rgb: np.ndarray, r: _Raw, graphs: tuple) -> Face | None:
+        """The Face for detection ``r``, or None where it is not confirmed. ``graphs`` = the
+        (short-range, mesh) graphs of the thread this runs on."""
+        short, mesh = graphs
+        doubtful = r.score < _SURE_SCORE
+        meshed = r.box[2] - r.box[0] >= self.mesh_min_face and mesh is not None
+        face = self._refine(rgb, r, mesh) if meshed else None
+        if face is None and (doubtful or meshed):
+            # to be kept, a detection must be confirmed by the mesh (which runs its own
+            # detector on a close crop) or, where there is no mesh result, by a second look;
+            # a doubtful one that the mesh rejected is dropped outright (on leaves and
+            # hats the second look is fooled as easily as the tiles were)
+            if doubtful and meshed:
+                return None
+            r = self._second_look(rgb, r, short)
+            if r is None:
+                return None
+        if face is None:
+            face = Face(
+                box=tuple(float(v) for v in r.box),
+                score=float(r.score),
+                landmarks=five_from_four(r.points),
+                source="detector",
+            )
+        return face
+
+    def _second_look(self, rgb: np.ndarray, raw: _Raw, short) -> _Raw | None:
         """Look again at a doubtful detection with the face at half the model's input (where the
         short-range model is at its best); keep it only if a face is found at the same place.
         This removes the leaves, hats and hands that tiles of a busy photo score at 0.5–0.7."""
@@ -389,7 +423,7 @@ class FaceDetector:
         scale = size / (2 * half)
         m = np.array([[scale, 0, -(cx - half) * scale], [0, scale, -(cy - half) * scale]], dtype=np.float64)
         crop = align.warp_affine(rgb, m, (size, size), border=cv2.BORDER_CONSTANT)
-        found = self._run(self._short, np.ascontiguousarray(crop), align.invert(m), None)
+        found = self._run(short, np.ascontiguousarray(crop), align.invert(m), None)
         best = None
         for f in found:
             if f.score < 0.5 or _iou(f.box, raw.box) < 0.4 or _pose_angle(f.points, raw.points) > 45:
@@ -403,7 +437,7 @@ class FaceDetector:
 
     # -- landmarks ----------------------------------------------------------------------------
 
-    def _refine(self, rgb: np.ndarray, raw: _Raw) -> Face | None:
+    def _refine(self, rgb: np.ndarray, raw: _Raw, mesh) -> Face | None:
         """Face mesh on a square crop around the face; None when the mesh does not agree with the
         detector (e.g. it locked onto a neighbour in a crowd) or finds nothing."""
         h, w = rgb.shape[:2]
@@ -415,7 +449,7 @@ class FaceDetector:
         scale = size / (2 * half)
         m = np.array([[scale, 0, -(cx - half) * scale], [0, scale, -(cy - half) * scale]], dtype=np.float64)
         crop = align.warp_affine(rgb, m, (size, size), border=cv2.BORDER_REPLICATE)
-        result = self._mesh.process(np.ascontiguousarray(crop))
+        result = mesh.process(np.ascontiguousarray(crop))
         if not result.multi_face_landmarks:
             return None
         inv = align.invert(m)

@@ -97,6 +97,18 @@ def ensure_venv(fresh: bool) -> str:
     return done
 
 
+def readable_by_all(folder: Path) -> None:
+    """Files keep their mode when copied into the bundle; a model saved 0600 would be unreadable
+    to every other user of an unpacked bundle. Everything becomes world-readable (folders and
+    executables world-executable), nothing world-writable."""
+    for p in [folder, *folder.rglob("*")]:
+        if p.is_symlink():
+            continue
+        mode = p.stat().st_mode
+        extra = 0o055 if (p.is_dir() or mode & 0o100) else 0o044
+        os.chmod(p, (mode | extra) & ~0o022)
+
+
 def du(path: Path) -> int:
     """Bytes on disk under ``path`` (files only; links not followed)."""
     if path.is_file():
@@ -137,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     # beside the executable: the menu entry installer (the .desktop file and icon are in resources/)
     shutil.copy2(ROOT / "packaging" / "install-desktop-entry.sh", DIST / "cfr-studio")
+    readable_by_all(DIST / "cfr-studio")
     if not args.skip_selftest:
         t = time.perf_counter()
         # a clean environment: no PYTHONPATH or CFR_MODELS from the shell may help the frozen app

@@ -123,11 +123,10 @@ def test_resource_paths_follow_the_bundle_when_frozen(monkeypatch, tmp_path):
 
 
 def test_build_installs_the_runtime_requirements_without_training():
-    sys.path.insert(0, str(ROOT / "packaging"))
-    try:
-        import build as bundle_build
-    finally:
-        sys.path.remove(str(ROOT / "packaging"))
+    # by file, not by name: `build` is also the name of a PyPI package
+    spec = importlib.util.spec_from_file_location("cfr_bundle_build", ROOT / "packaging" / "build.py")
+    bundle_build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bundle_build)
     reqs = [r.lower() for r in bundle_build.requirements()]
     assert "pyinstaller==6.22.3" in reqs
     assert not any(r.startswith(("torch", "onnxscript", "scipy", "pytest")) for r in reqs)

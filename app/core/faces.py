@@ -191,14 +191,14 @@ class FaceDetector:
         h, w = rgb.shape[:2]
         if h < 8 or w < 8:
             return []
-        jobs, coarsest = self._tile_jobs(rgb, self.effective_min_face(w, h), cancel)
+        jobs, small = self._tile_jobs(rgb, self.effective_min_face(w, h), cancel)
         # the whole frame (both models) is looked at while the helper thread starts on the tiles
         found, whole = self._share(
             len(jobs),
             lambda i, g: self._run(g[0], *jobs[i]),
             cancel,
             min_parallel=_MIN_PARALLEL_TILES,
-            alongside=lambda: self._detect_full_frame(rgb, coarsest),
+            alongside=lambda: self._detect_full_frame(rgb, small),
         )
         merged = [r for r in _nms([r for rs in found for r in rs] + whole) if r.score >= self.min_score]
         # each detection confirmed (face mesh, second look) on a close crop, ~10 ms a face
@@ -270,7 +270,7 @@ class FaceDetector:
     def _detect_full_frame(self, rgb: np.ndarray, small: np.ndarray | None = None) -> list[_Raw]:
         """Both models on the whole frame, letterboxed (padded to a square, area-downscaled) by us
         rather than by MediaPipe, whose plain bilinear resize aliases on a large photo. ``small``:
-        a downscaled copy of ``rgb`` (the coarsest pyramid level) to resize from, cheaper."""
+        a downscaled copy of ``rgb`` (a pyramid level) to resize from, far cheaper than the photo."""
         h, w = rgb.shape[:2]
         side = max(h, w)
         src = small if small is not None and max(small.shape[:2]) >= _FULL_INPUT else rgb
@@ -291,12 +291,13 @@ class FaceDetector:
         (image px) the tile is downscaled to the model's 128² input, where the smallest face
         searched for (T / _TILE_PER_FACE) is ~18 px, the size the model still finds reliably.
         Returns the (tile, tile px → image px, inner edges) jobs for ``_share`` and the
-        coarsest level made (for the full-frame pass)."""
+        coarsest level made that is still at least the full-range model's input (192 px) on its
+        long side, for the full-frame pass (a 12 MP photo: 16 ms less than resizing the photo)."""
         h, w = rgb.shape[:2]
         jobs = []  # (tile, tile px → image px, inner edges), finest level first
         tile_side = _TILE_PER_FACE * min_face  # in image pixels
         size = _SHORT_INPUT
-        level = None
+        level = small = None
         while tile_side < max(h, w):
             check_cancel(cancel)
             scale = size / tile_side  # level pixels per image pixel
@@ -306,6 +307,8 @@ class FaceDetector:
             else:
                 # a pyramid: each level halves the previous one (far cheaper than from the photo)
                 level = cv2.resize(level, (lw, lh), interpolation=cv2.INTER_AREA)
+            if max(lw, lh) >= _FULL_INPUT:
+                small = level
             sx, sy = w / lw, h / lh  # level px → image px
             texture = _local_contrast(level)
             flat = _flat_threshold(texture)
@@ -320,7 +323,7 @@ class FaceDetector:
                     inner = (tx > 0, ty > 0, tx + size < lw, ty + size < lh)
                     jobs.append((tile, to_image, inner))
             tile_side *= 2
-        return jobs, level
+        return jobs, small
 
     def _share(self, n: int, work, cancel: CancelToken, min_parallel: int, check_every: int = 8,
                alongside=None, mesh: bool = False) -> tuple[list, list]:

@@ -32,6 +32,7 @@ UPSCALE = 2  # the crop's faces are ~50 px; ×2 puts them at ~100 px, a typical 
 MAT = 48  # px of generated paper around the print: pixels that must come back unchanged
 K = 2
 MIN_LIKENESS_DB = 15.0  # restored face vs the crop it came from; a black or white face is ~5 dB
+MAX_LIKENESS_DB = 60.0  # 0.25 grey levels RMS: no trained INT8 network changes a face this little
 
 
 class SelftestFailure(Exception):
@@ -111,6 +112,11 @@ def _check_result(result, photo_in: np.ndarray, out_path: Path) -> None:
     if min(likeness) < MIN_LIKENESS_DB:
         raise SelftestFailure(f"a restored face does not resemble its input ({min(likeness):.1f} dB PSNR, "
                               f"at least {MIN_LIKENESS_DB:.0f} dB expected): the model's output is wrong")
+    # ... nor gives it back untouched: an untrained export (identity at step 0) would pass every
+    # other check, because resampling alone changes the pasted-back face a little.
+    if max(likeness) > MAX_LIKENESS_DB:
+        raise SelftestFailure(f"the model gave a face back unchanged ({max(likeness):.1f} dB PSNR against its input, "
+                              f"at most {MAX_LIKENESS_DB:.0f} dB expected): an untrained or identity model")
     if not out_path.is_file() or out_path.stat().st_size == 0:
         raise SelftestFailure(f"the output '{out_path}' was not written")
     out = load_image(out_path).rgb[..., :3].astype(np.float32)

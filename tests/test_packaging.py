@@ -150,6 +150,23 @@ def test_selftest_passes_from_source_with_the_real_int8_model():
     assert f"from {REAL_INT8}" in done.stdout
 
 
+def _identity_model(path: Path) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from tests.model_factory import _set_metadata, contract_metadata
+
+    shape = ["N", 3, 256, 256]
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "identity",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    _set_metadata(model, contract_metadata(model, "int8", "identity"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     from tests.model_factory import make_cfrnet_like
@@ -160,6 +177,8 @@ def tiny_models(tmp_path_factory):
         "fp32": make_cfrnet_like(folder / "cfrnet_fp32.onnx", precision="fp32", strength=0.5),
         # a model whose faces come out far too dark: it runs, but its output is wrong
         "broken": make_cfrnet_like(folder / "broken" / "cfrnet_int8.onnx", precision="int8", tone=-0.6),
+        # an untrained export: it gives every face back as it came
+        "identity": _identity_model(folder / "identity" / "cfrnet_int8.onnx"),
     }
 
 
@@ -183,6 +202,12 @@ def test_selftest_fails_when_the_model_output_is_wrong(tiny_models):
     done = run_selftest("--model", str(tiny_models["broken"]))
     assert done.returncode == 1, done.stdout
     assert "FAILED" in done.stderr and "does not resemble its input" in done.stderr
+
+
+def test_selftest_fails_when_the_model_gives_the_faces_back_unchanged(tiny_models):
+    done = run_selftest("--model", str(tiny_models["identity"]))
+    assert done.returncode == 1, done.stdout
+    assert "FAILED" in done.stderr and "untrained or identity model" in done.stderr
 
 
 @pytest.mark.slow

@@ -169,7 +169,7 @@ class FaceDetector:
         # tiles are shared between this many threads (each with its own graph): 2 where the
         # process may use 2 cores or more
         self.threads = max(1, min(2, threads if threads is not None else _usable_cpus()))
-        # the helper thread and its own graphs, made when first needed
+        # the helper thread and its own graphs
         self._short_helper = self._mesh_helper = None
         self._pool: ThreadPoolExecutor | None = None
         fd = mp.solutions.face_detection
@@ -180,6 +180,10 @@ class FaceDetector:
         self._mesh = None
         if self.refine_with_mesh:
             self._mesh = mp.solutions.face_mesh.FaceMesh(**_MESH_OPTIONS)
+        if self.threads >= 2:
+            # made now rather than in the first detect: building graphs holds the GIL (~25 ms
+            # CPU), which the GUI's thread should not feel in the middle of its work
+            self._helper_graphs(mesh=True)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -376,7 +380,7 @@ class FaceDetector:
         return results, extra
 
     def _helper_graphs(self, mesh: bool) -> tuple:
-        """The helper thread's (short-range, mesh) graphs, and the thread, made when first needed."""
+        """The helper thread's (short-range, mesh) graphs and the thread (made once)."""
         import mediapipe as mp
 
         if self._pool is None:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -373,9 +372,10 @@ class FaceDetector:
                     check_cancel(cancel)
                 taken += 1
                 results[i] = work(i, mine)
+        except BaseException:  # Cancelled, or an error: the helper stops after its current item
+            stop.set()
+            raise
         finally:
-            if sys.exc_info()[0] is not None:
-                stop.set()
             future.result()
         return results, extra
 

@@ -22,8 +22,16 @@ back empty. So the frame is searched as a pyramid of tiles:
 The cost is proportional to the number of finest-level tiles, i.e. to area / ``min_face``². By
 default ``min_face`` is 24 px for photos up to 1,536 px on the long side and 1/64 of the long side
 above that (62 px on a 4000×3000 frame, where a 600 dpi scan of a 7-inch print would need 64
-people side by side to get smaller faces): about 180 tiles of ~2 ms on a 12 MP frame. Pass
+people side by side to get smaller faces): about 180 tiles of ~1.7 ms CPU on a 12 MP frame. Pass
 ``min_face=24`` to search a large frame down to 24 px, at about 6× that cost (1,175 tiles).
+
+Speed (benchmarks/bench_detect.py): tiles with no contrast at all (no 8×8 window with a grey-level
+std of 6, less on a faded photo) are not searched (blank sky, walls, mounts: nothing there can be a
+face; no face was lost on the 40 old photos). With ``threads=2`` (the default on 2+ cores) a helper
+thread with its own graphs takes tiles and face confirmations from the same queue while the
+calling thread does the full-frame pass and then joins in: MediaPipe runs the models on the graphs'
+own threads with the GIL released, so the two overlap; the faces found are exactly those of one
+thread.
 
 Landmarks (DESIGN.md §2): eye on the image's left, eye on the image's right, nose tip, mouth corner
 left, mouth corner right, in image pixels. The detector gives the eyes, the nose tip and the mouth

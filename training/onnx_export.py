@@ -150,11 +150,14 @@ def quantize_int8(
     metadata: Mapping[str, object] | None = None,
     *,
     calibrate_method: str = "minmax",
+    op_types_to_quantize: list[str] | None = None,
+    nodes_to_exclude: list[str] | None = None,
 ) -> Path:
     """Static QDQ INT8 copy of ``fp32_path`` at ``int8_path``, calibrated on ``calibration_inputs``.
 
     The FP32 file's metadata is carried over, updated with ``metadata`` and ``precision='int8'``.
-    ``calibrate_method``: 'minmax' (default), 'entropy' or 'percentile'.
+    ``calibrate_method``: 'minmax' (default), 'entropy' or 'percentile'. ``op_types_to_quantize``
+    (e.g. ``["Conv"]``) and ``nodes_to_exclude`` leave the other ops in float between DQ and Q.
     """
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -194,6 +197,8 @@ def quantize_int8(
             per_channel=True,
             reduce_range=True,
             calibrate_method=methods[calibrate_method],
+            op_types_to_quantize=op_types_to_quantize,
+            nodes_to_exclude=nodes_to_exclude,
         )
         if reader.count == 0:
             raise ValueError("quantize_int8: no calibration inputs were given")

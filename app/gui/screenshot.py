@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--face", type=int, default=0, help="the face shown in the per-cycle strip")
     ap.add_argument("--split", type=float, default=0.5)
     ap.add_argument("--mode", default="split", choices=["split", "side", "original", "result"])
+    ap.add_argument("--upscale", type=int, default=None, choices=[2, 4])
     ap.add_argument("--zoom", type=float, default=None, help="zoom factor (default: fit)")
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--settings", type=Path, default=None, help="a settings file (default: a temporary one)")
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     window.resize(w_px, h_px)
     window.quality.set_k("auto" if a.k == "auto" else int(a.k), emit=False)
     window.settings.k = a.k
+    window.quality.set_upscale(a.upscale, emit=False)
 
     def pump(cond, what: str) -> None:
         t0 = time.monotonic()

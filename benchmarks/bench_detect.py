@@ -12,7 +12,8 @@ tables; never part of the test run.
 (c) One thread against two (FaceDetector(threads=1|2), interleaved runs) on the same 12 MP frames,
     next to a reference job that is perfectly parallel (two threads blurring images, no GIL): where
     the reference gains nothing from a second thread, no core was free (a loaded machine) and the
-    detector's wall ratio says nothing about an idle one.
+    detector's wall ratio says nothing about an idle one. The CPU per thread shows the helper's
+    share of the work.
 
     python benchmarks/bench_detect.py --parts c --runs 5
 """
@@ -185,8 +186,9 @@ def part_c(photos: Path, runs: int, min_face: int | None) -> None:
           f"reference (perfectly parallel) speed-up from a second thread: {gain:.2f}× "
           f"({'a core was free' if gain > 1.3 else 'NO free core: the wall ratio below says nothing about an idle machine'})")
     print("With 2 threads the CPU is split by thread into the calling thread's chain (it, and its graphs'\n"
-          "threads) and the rest (the helper thread, its graphs, OpenCV's pool): with 2 free cores the wall\n"
-          "time would be about the larger of the two (an estimate: the shared queue balances them).")
+          "threads) and the rest (the helper thread, its graphs, OpenCV's pool): who did the work. Both take\n"
+          "from one queue, so the split follows how the scheduler served the two threads: on a loaded\n"
+          "machine it is lopsided and says nothing about an idle one; with 2 free cores it would be even.")
     print("| source (upscaled) | faces 1 thr / 2 thr | wall ms 1 thr | wall ms 2 thr | wall ratio | cpu ms 1 thr "
           "| cpu ms 2 thr | 2 thr cpu ms: calling chain / rest |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")

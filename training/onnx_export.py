@@ -65,6 +65,7 @@ def _save_atomic(model: onnx.ModelProto, path: Path) -> None:
     try:
         onnx.save_model(model, tmp)
         onnx.checker.check_model(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -14,8 +14,9 @@
 
     python packaging/build.py [--portable] [--without-onnx] [--skip-selftest] [--fresh-venv]
 
-`--without-onnx` leaves the onnx package out (the device panel and `device-report` then say the
-NPU simulator is not part of the build); it exists to measure what onnx costs.
+`--without-onnx` leaves the onnx package out (the device panel then says the NPU simulator is not
+part of the build, `device-report` is missing, and the self-test fails on it: use it with
+--skip-selftest); it exists to measure what onnx costs.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class DeltaPlot(QWidget):
         super().__init__(parent)
         self.setObjectName("cycleDeltaPlot")
         self.deltas: list[float] = []
-        self.setFixedSize(150, THUMB + 26)
+        self.setFixedSize(160, THUMB + 26)
         self.setToolTip("Change between successive cycles (mean absolute difference, 0–255)")
 
     def set_deltas(self, deltas: list[float]) -> None:
@@ -52,7 +52,7 @@ class DeltaPlot(QWidget):
     def paintEvent(self, event) -> None:
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        r = QRectF(self.rect()).adjusted(26, 24, -6, -18)
+        r = QRectF(self.rect()).adjusted(34, 24, -6, -18)
         p.setPen(self.palette().color(self.foregroundRole()))
         p.drawText(QRectF(0, 0, self.width(), 14), Qt.AlignmentFlag.AlignCenter, "change per cycle")
         p.setPen(QPen(QColor(140, 140, 140), 1))
@@ -74,8 +74,8 @@ class DeltaPlot(QWidget):
         for q in pts:
             p.drawEllipse(q, 2.5, 2.5)
         p.setPen(self.palette().color(self.foregroundRole()))
-        p.drawText(QRectF(0, r.top() - 6, 22, 14), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, f"{top:.1f}")
-        p.drawText(QRectF(0, r.bottom() - 7, 22, 14), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, "0")
+        p.drawText(QRectF(0, r.top() - 7, 31, 14), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, f"{top:.1f}")
+        p.drawText(QRectF(0, r.bottom() - 7, 31, 14), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, "0")
         p.drawText(QRectF(r.left(), r.bottom() + 2, r.width(), 14), Qt.AlignmentFlag.AlignCenter, "cycle →")
         p.end()
 

@@ -33,7 +33,10 @@ def k_descriptions(k_psnr: int = 2, k_lpips: int = 3) -> dict[int, str]:
         elif k < min(k_psnr, k_lpips):
             text[k] = f"k = {k}: one pass — fastest, the lightest touch."
         else:
-            text[k] = f"k = {k}: more cycles settle on the fixed point; little further change, {k}× the time."
+            text[k] = (
+                f"k = {k}: beyond the recommended settings. A face at its fixed point changes little "
+                f"more — the change per cycle under the photo shows it. {k}× the time of one cycle."
+            )
     return text
 
 

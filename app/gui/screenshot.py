@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", type=float, default=0.5)
     ap.add_argument("--mode", default="split", choices=["split", "side", "original", "result"])
     ap.add_argument("--upscale", type=int, default=None, choices=[2, 4])
+    ap.add_argument("--time-both", action="store_true", help="press 'Time INT8 vs FP32' first")
     ap.add_argument("--zoom", type=float, default=None, help="zoom factor (default: fit)")
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--settings", type=Path, default=None, help="a settings file (default: a temporary one)")
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
          and (want_k is None or window.result_info.get("k") == want_k), "the restoration")
     if window.device.simulated_path is not None:
         pump(lambda: window.device.simulation is not None or window.device.simulation_error, "the NPU simulation")
+    if a.time_both and len(window.device.model_paths) > 1:
+        window.device.measure_cpu()
+        pump(lambda: len(window.device.cpu_by_precision) >= 2, "the INT8/FP32 timing")
     window.compare.split = a.split
     window.set_view_mode(a.mode)
     if a.zoom:

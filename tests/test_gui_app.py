@@ -618,3 +618,13 @@ def test_upscale_option_restores_faces_at_the_new_size(qtbot, tiny_model, settin
     assert np.array_equal(again, small) and scales == []
     assert len(w.preview.thumbnails()) == 2  # the strip shows the cycles kept for this size
     _close(w)
+
+
+def test_no_display_is_said_plainly(monkeypatch, capsys):
+    from app.gui import run_app
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    for var in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(var, raising=False)
+    assert run_app(None) == 2
+    assert "no display" in capsys.readouterr().err

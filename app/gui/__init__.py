@@ -38,8 +38,27 @@ def create_main_window(path: str | Path | None = None, model_path: str | Path | 
     return window
 
 
+def no_display_reason() -> str | None:
+    """Why a window cannot be shown here (Linux without a display), else None. Qt itself would
+    abort the process with a plugin error that does not say this."""
+    import os
+
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return (
+        "cfr-studio: no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set). "
+        "Run it in a desktop session, under `xvfb-run`, or use the commands: `cfr-studio --help`."
+    )
+
+
 def run_app(path: str | Path | None = None, model_path: str | Path | None = None) -> int:
     """Start the application and run until its window is closed; returns the exit code."""
+    reason = no_display_reason()
+    if reason:
+        print(reason, file=sys.stderr)
+        return 2
     app = _application()
     window = create_main_window(path, model_path=model_path)
     code = app.exec()

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     diff = compare_with_torch(collapsed, fp32, [torch.rand(1, 1, 70, 50)])
     print(f"ONNX vs torch: max abs {diff['max_abs']:.2e}", file=sys.stderr)
 
-    pairs, crops = calibration_crops(args.scale, args.calib, data_dir=args.data)
+    pairs, crops = calibration_crops(args.scale, args.calib, size=192 // args.scale, data_dir=args.data)
     held_back = list(range(0, len(pairs.lr), max(1, len(pairs.lr) // 12)))[:12]
     best = None
     with tempfile.TemporaryDirectory(dir=args.out) as tmp:

@@ -5,10 +5,12 @@ It makes a test photo from the real faces shipped in ``resources/`` (four faces 
 Solvay conference photograph, public domain), runs it through the real pipeline
 (``app.core.pipeline.restore_file``: MediaPipe detection, alignment, the INT8 CFRNet from
 ``models/``, paste-back, an atomic save) and checks what came out: enough faces found and
-restored, the output written, the faces changed and the rest of the photo left alone. Then it
-checks that the parts of the app the self-test does not run can at least be imported (the GUI's
-Qt modules, the NPU simulator). Exit code 0 when everything holds, 1 with a message naming the
-failed check otherwise. No display and no Qt event loop are needed.
+restored, each restored face still like its input but not returned untouched, the written photo
+changed on the faces and not elsewhere. Then it checks that the parts of the app the self-test
+does not run can at least be imported (the GUI's Qt modules, the NPU simulator). ``--processes``
+adds a two-worker process batch (a frozen app must re-enter itself as a worker), ``--gui`` opens
+the main window offscreen. Exit code 0 when everything holds, 1 with a message naming the failed
+check otherwise. Without ``--gui`` no display and no Qt event loop are involved.
 
     cfr-studio --selftest [--model PATH] [--processes] [--gui] [--keep DIR]
 """

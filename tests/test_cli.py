@@ -217,3 +217,27 @@ def test_batch_ctrl_c_stops_cleanly_and_resumes(tmp_path, test_data, model):
     assert proc.returncode == 0, proc.stderr
     assert f"{len(done)} skipped" in proc.stdout
     assert len(list(out.glob("*.jpg"))) == 20
+
+
+@pytest.mark.parametrize("family", ["sesr", "falsr"])
+def test_restore_with_upscale(portrait, model, tmp_path, family):
+    """--upscale 2 enlarges the whole photo with the shipped SR model of that family, the faces
+    restored at the new size."""
+    from app.commands.restore import upscale_model_path
+
+    sr_model = upscale_model_path(family, 2)
+    if not sr_model.is_file():
+        pytest.skip(f"{sr_model} is not shipped")
+    out = tmp_path / f"up_{family}.png"
+    assert main(["restore", str(portrait), "-o", str(out), "--model", str(model),
+                 "--upscale", "2", "--upscale-model", family, "--threads", "1"]) == 0
+    src, dst = load_image(portrait).rgb, load_image(out).rgb
+    assert dst.shape[:2] == (src.shape[0] * 2, src.shape[1] * 2)
+
+
+def test_falsr_refuses_x4(portrait, model, tmp_path, capsys):
+    out = tmp_path / "x4.png"
+    assert main(["restore", str(portrait), "-o", str(out), "--model", str(model),
+                 "--upscale", "4", "--upscale-model", "falsr"]) == 1
+    assert "FALSR upscales ×2 only" in capsys.readouterr().err
+    assert not out.exists()

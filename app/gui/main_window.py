@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import shiboken6
 from PySide6.QtCore import QSize, Qt, QThreadPool
 from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QIcon, QKeySequence
 from PySide6.QtWidgets import (
@@ -397,9 +398,17 @@ class MainWindow(QMainWindow):
         def finish(_=None):
             self._tasks.discard(task)
 
+        def alive(callback):
+            # the callbacks are plain functions, which Qt does not disconnect when the window goes:
+            # a task finishing after close must not touch its deleted widgets
+            def call(*args):
+                if not self._closed and shiboken6.isValid(self):
+                    callback(*args)
+            return call
+
         if on_done is not None:
-            task.signals.done.connect(on_done)
-        task.signals.failed.connect(on_failed if on_failed is not None else self.show_error)
+            task.signals.done.connect(alive(on_done))
+        task.signals.failed.connect(alive(on_failed if on_failed is not None else self.show_error))
         task.signals.done.connect(finish)
         task.signals.failed.connect(finish)
         self.pool.start(task)

@@ -241,3 +241,27 @@ def test_falsr_refuses_x4(portrait, model, tmp_path, capsys):
                  "--upscale", "4", "--upscale-model", "falsr"]) == 1
     assert "FALSR upscales ×2 only" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_quality_option_sets_jpeg_quality(portrait, model, tmp_path):
+    sizes = {}
+    for q in (60, 95):
+        out = tmp_path / f"q{q}.jpg"
+        assert main(["restore", str(portrait), "-o", str(out), "--model", str(model),
+                     "--quality", str(q), "--threads", "1"]) == 0
+        sizes[q] = out.stat().st_size
+    assert sizes[60] < 0.8 * sizes[95]
+    assert main(["restore", str(portrait), "-o", str(tmp_path / "bad.jpg"), "--model", str(model),
+                 "--quality", "20"]) == 1
+
+
+def test_batch_quality_reaches_the_outputs(tmp_path, test_data, model):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(test_data / PORTRAIT, src / "a.jpg")
+    sizes = {}
+    for q in (60, 95):
+        assert main(["batch", str(src), str(tmp_path / f"out{q}"), "--model", str(model),
+                     "--quality", str(q), "-q", "--threads", "1"]) == 0
+        sizes[q] = (tmp_path / f"out{q}" / "a.jpg").stat().st_size
+    assert sizes[60] < 0.8 * sizes[95]

@@ -49,6 +49,8 @@ def add_restore_arguments(p: argparse.ArgumentParser) -> None:
                    help="strength, 0–1: 1 = fully restored, 0 = the original (default 1)")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for the network (default 0: all cores)")
+    p.add_argument("--quality", type=int, default=95, metavar="Q",
+                   help="JPEG/WebP quality of the written photo, 50–100 (default 95)")
     p.add_argument("--upscale", type=int, choices=(2, 4), default=None, metavar="2|4",
                    help="also enlarge the whole photo 2× or 4× (the faces are restored at the new "
                    "size)")
@@ -75,6 +77,12 @@ def parse_faces(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def parse_quality(q: int) -> int:
+    if not 50 <= q <= 100:
+        raise CfrError(f"--quality must be from 50 to 100, not {q}")
+    return q
+
+
 def parse_blend(text: str) -> float:
     try:
         f = float(text)
@@ -89,7 +97,7 @@ def restore_options(args):
     from app.core.pipeline import RestoreOptions
 
     return RestoreOptions(k=args.k, faces=args.faces, min_face=args.min_face, blend=args.blend,
-                          upscale=args.upscale,
+                          upscale=args.upscale, quality=parse_quality(args.quality),
                           upscale_model=upscale_model_path(args.upscale_model, args.upscale))
 
 

@@ -13,6 +13,7 @@ per thread, since MediaPipe graphs may not) or as processes (each its own pipeli
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -43,6 +44,7 @@ class BatchOptions:
     output_format: str = "same"  # 'same' as the input, or one of OUTPUT_FORMATS
     existing: str = "skip"  # what to do where the output exists: skip | overwrite | rename
     model_path: Optional[Path] = None  # None: the default INT8 CFRNet
+    quality: Optional[int] = None  # JPEG/WebP quality of the outputs; None = RestoreOptions.quality
     threads: int = 0  # ONNX Runtime threads per session; 0 = share the cores among the workers
 
 
@@ -259,6 +261,8 @@ def run_batch(
 
     options = options or BatchOptions()
     restore_options = options.restore if options.restore is not None else RestoreOptions()
+    if options.quality is not None:
+        restore_options = dataclasses.replace(restore_options, quality=int(options.quality))
     _check_options(options)
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():

@@ -43,6 +43,7 @@ class RestoreOptions:
     per_face_k: Optional[dict[int, Union[int, str]]] = None  # face index → its own k
     upscale: Optional[int] = None  # 2 | 4: upscale the whole photo first
     upscale_model: Optional[Path] = None  # None = the shipped SESR model for that scale
+    quality: int = 95  # JPEG/WebP quality of the written file (restore_file)
 
 
 @dataclass
@@ -283,6 +284,7 @@ def restore_file(
     if output_path.exists() and not overwrite:  # fail before the work, not after it
         raise ImageError(f"'{output_path}' already exists and was not overwritten (choose another name).")
     pipeline = pipeline or Pipeline()
+    options = options or RestoreOptions()
     t = time.perf_counter()
     photo = load_image(input_path)
     t_load = time.perf_counter() - t
@@ -290,7 +292,8 @@ def restore_file(
     result.timings["load"] = t_load
     check_cancel(cancel)
     t = time.perf_counter()
-    saved = save_image(output_path, result.output_photo(), overwrite=overwrite)
+    saved = save_image(output_path, result.output_photo(), overwrite=overwrite,
+                       quality=int(options.quality))
     result.timings["save"] = time.perf_counter() - t
     photo.meta.warnings.extend(result.warnings + list(saved))
     return result

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.core.faces import FaceDetector  # noqa: E402
+from machine_info import cpu_model, load_average  # noqa: E402  (benchmarks/, the script's folder)
 
 DATA = Path(os.environ.get("CFR_DATA", ROOT.parent / "shared" / "data"))
 GROUPS = [
@@ -55,16 +56,7 @@ GROUPS = [
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{model}, {os.cpu_count()} logical CPUs, load average {load:.1f}"
+    return f"{cpu_model()}, {os.cpu_count()} logical CPUs, load average {load_average():.1f}"
 
 
 def timed(det: FaceDetector, rgb: np.ndarray):

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.core.io import load_image, save_image  # noqa: E402
+from machine_info import cpu_model, load_average  # noqa: E402  (benchmarks/, the script's folder)
 
 DATA = Path(os.environ.get("CFR_DATA", ROOT.parent / "shared" / "data"))
 BACKGROUND = "sr/train/BSD200/135069.jpg"
@@ -45,14 +46,7 @@ BACKGROUND = "sr/train/BSD200/135069.jpg"
 
 
 def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -63,7 +57,7 @@ def machine() -> str:
         flags = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni") if f" {f}" in text)
     except OSError:
         pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = load_average()
     import onnxruntime
 
     return (f"{model}, {os.cpu_count()} logical cores ({usable} usable), {flags}; "

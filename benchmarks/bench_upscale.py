@@ -27,20 +27,13 @@ sys.path.insert(0, str(ROOT))
 from app.core.io import load_image  # noqa: E402
 from app.core.onnx_session import OnnxModel  # noqa: E402
 from app.core.upscaler import Upscaler, default_upscaler_path  # noqa: E402
+from machine_info import cpu_model, load_average  # noqa: E402  (benchmarks/, the script's folder)
 
 DEFAULT_PHOTO = ROOT / "tests" / "data" / "sr_b100_img003_crop.png"
 
 
 def machine() -> str:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    cpu, load = cpu_model(), load_average()
     import onnxruntime
 
     return (f"{cpu}, {os.cpu_count()} logical CPUs, load avg {load:.2f}, "

@@ -110,7 +110,16 @@ def to_tensor(u8: np.ndarray) -> torch.Tensor:
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
-    return (t.detach().clamp(0, 1).mul(255).add(0.5).byte().permute(0, 2, 3, 1).numpy())
+    return (t.detach().float().clamp(0, 1).mul(255).add(0.5).byte().permute(0, 2, 3, 1).numpy())
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 dot products natively (AVX-512 BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 # ----------------------------------------------------------------------------------------- loss
@@ -247,6 +256,10 @@ def main(argv=None) -> int:
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--clip", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                    help="bfloat16 autocast for the forward/backward (weights, optimiser and "
+                         "evaluation stay float32); auto = on when the CPU has AVX-512 BF16 or AMX, "
+                         "where it makes a step ~1.9x faster")
     ap.add_argument("--steps", type=int, default=None, help="stop at this global step")
     ap.add_argument("--hours", type=float, default=None, help="stop after this many hours (this run)")
     ap.add_argument("--ckpt-min", type=float, default=5.0)
@@ -260,6 +273,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(a.threads)
     cv2.setNumThreads(1)
+    use_bf16 = a.bf16 == "on" or (a.bf16 == "auto" and cpu_has_bf16())
     run = a.run_dir or (CACHE / "train" / a.mode)
     run.mkdir(parents=True, exist_ok=True)
     ckpt_path = run / "checkpoint.pt"
@@ -323,7 +337,7 @@ def main(argv=None) -> int:
     sampler = Sampler(pack, meta, a.crop, a.hq_share, rng)
     print(f"CFRNet {count_params(model):,} params, {count_macs(model) / 1e9:.2f} GMAC/cycle@256²; "
           f"pack {a.pack} ({len(pack)} faces, {meta.get('method', '?')}), "
-          f"val {len(val_clean)} faces", flush=True)
+          f"val {len(val_clean)} faces; bf16 autocast {'on' if use_bf16 else 'off'}", flush=True)
 
     stop = {"flag": False}
 
@@ -382,8 +396,11 @@ def main(argv=None) -> int:
         clean = sampler.clean(a.batch)
         y = to_tensor(clean)
         x = to_tensor(sampler.degrade_batch(clean))
-        loss, logs = step_loss(model, crit, x, y, k, step % a.redeg_every == 0, sampler.degrade_batch,
-                               idem_w=a.idem, redeg_w=a.redeg, clean_n=a.clean_per_batch)
+        # under autocast the convs run in bfloat16; every loss is taken on float32 outputs
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            loss, logs = step_loss(lambda t: model(t).float(), crit, x, y, k,
+                                   step % a.redeg_every == 0, sampler.degrade_batch,
+                                   idem_w=a.idem, redeg_w=a.redeg, clean_n=a.clean_per_batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)

@@ -182,6 +182,9 @@ def test_python_dash_m_entry_point(portrait, model, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "faces restored" in proc.stdout and out.is_file()
+    # MediaPipe's native start-up chatter is kept off the terminal (app.core.native_log)
+    for chatter in ("XNNPACK delegate", "absl::InitializeLog", "inference_feedback_manager"):
+        assert chatter not in proc.stderr, proc.stderr
 
 
 def test_batch_ctrl_c_stops_cleanly_and_resumes(tmp_path, test_data, model):

@@ -58,6 +58,7 @@ import numpy as np
 
 from app.core import align
 from app.core.errors import CancelToken, check_cancel
+from app.core.native_log import quiet_native_stderr
 
 __all__ = ["Face", "FaceDetector", "to_uint8_rgb"]
 
@@ -166,6 +167,13 @@ class FaceDetector:
         mesh_min_face: int = 40,
         threads: int | None = None,
     ) -> None:
+        # MediaPipe's native start-up messages are kept off the terminal (app.core.native_log)
+        # until this detector's graphs have all run once, i.e. until a detect finds a face
+        self._quiet_native = True
+        with quiet_native_stderr():
+            self._build_graphs(min_score, refine_with_mesh, min_face, mesh_min_face, threads)
+
+    def _build_graphs(self, min_score, refine_with_mesh, min_face, mesh_min_face, threads) -> None:
         # imported here so that importing app.core stays cheap for code that never detects
         import mediapipe as mp
 
@@ -198,6 +206,14 @@ class FaceDetector:
         """All faces in ``image`` (H×W×3 uint8/uint16/float, or grey), largest first.
         ``cancel`` is checked between levels, every few tiles and between faces (raises
         Cancelled): a 12 MP frame takes a good part of a second."""
+        if not self._quiet_native:
+            return self._detect(image, cancel)
+        with quiet_native_stderr():
+            faces = self._detect(image, cancel)
+        self._quiet_native = not faces
+        return faces
+
+    def _detect(self, image: np.ndarray, cancel: CancelToken) -> list[Face]:
         rgb = to_uint8_rgb(image)
         h, w = rgb.shape[:2]
         if h < 8 or w < 8:

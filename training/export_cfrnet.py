@@ -7,8 +7,11 @@ writes models/cfrnet_fp32.onnx and models/cfrnet_int8.onnx (one cycle per call, 
 k plain calls), then prints how far the FP32 file is from torch, and PSNR/LPIPS of the input and
 of k = 1..3 for FP32 and INT8 on val faces degraded with a fixed seed (app.core.metrics).
 
-The export and quantisation are training/onnx_export.py's (the one path for every model here).
-INT8 calibration uses real aligned faces from the training pack: degraded ones (what the first
+The export and quantisation are training/onnx_export.py's (the one path for every model here). The
+INT8 file is quantised from an exactly equivalent FP32 graph rewritten for ONNX Runtime's channels-last
+INT8 kernels (training/onnx_rewrite.py: pixel-unshuffles folded into strided convolutions, pixel
+shuffles as one channels-last transpose, SpaceToDepth kept in uint8), ~14 % less time per cycle on
+the CPU; the FP32 file is the plain export. INT8 calibration uses real aligned faces from the training pack: degraded ones (what the first
 cycle sees) and, for a third of them, the FP32 model's output on them (what later cycles see).
 """
 
@@ -18,9 +21,11 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
 
@@ -28,7 +33,8 @@ from app.core.align import TEMPLATE_256
 from training.cfrnet import count_macs
 from training.degrade import degrade, degrade_eval_set
 from training.face_pack import load_pack
-from training.onnx_export import compare_with_torch, export_onnx, quantize_int8
+from training.onnx_export import _save_atomic, compare_with_torch, export_onnx, quantize_int8
+from training.onnx_rewrite import rewrite_for_int8, space_to_depth_in_uint8
 from training.train_cfrnet import load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +84,19 @@ def calibration_inputs(pack: np.ndarray, n: int, seed: int, fp32_path: Path):
         if i % 3 == 2:
             t = model.run1(t)
         yield np.ascontiguousarray(t, dtype=np.float32)
+
+
+def quantize_for_cpu(fp32: Path, int8: Path, calibration, meta: dict) -> Path:
+    """The INT8 file: the FP32 graph rewritten (exactly) for ONNX Runtime's INT8 kernels, quantised
+    by training/onnx_export.quantize_int8, then its SpaceToDepth kept in uint8."""
+    with tempfile.TemporaryDirectory(dir=int8.parent) as tmp:
+        src = Path(tmp) / "for_int8.onnx"
+        onnx.save(rewrite_for_int8(onnx.load(fp32)), src)
+        quantize_int8(src, int8, calibration, meta)
+    model = onnx.load(int8)
+    space_to_depth_in_uint8(model)
+    _save_atomic(model, int8)
+    return int8
 
 
 def evaluate_onnx(path: Path, clean: list[np.ndarray], degraded: list[np.ndarray], ks=(1, 2, 3)) -> dict:
@@ -135,7 +154,7 @@ def main(argv=None) -> int:
     print(f"{fp32}: max |onnx − torch| = {diff['max_abs']:.2e}")
 
     pack, _ = load_pack(a.pack)
-    quantize_int8(fp32, int8, calibration_inputs(pack, a.calib_n, 1, fp32), meta)
+    quantize_for_cpu(fp32, int8, calibration_inputs(pack, a.calib_n, 1, fp32), meta)
     print(f"{int8}: calibrated on {min(a.calib_n, len(pack))} aligned faces from {a.pack}")
 
     if a.no_eval:

@@ -74,6 +74,24 @@ def _gap_on_train(fp32: Path, int8: Path, pairs, idx) -> float:
     return float(np.mean(gaps))
 
 
+def training_summary(state: dict) -> str:
+    """One line on how the checkpoint was trained, from what it recorded, and what it started from."""
+    args = state.get("args", {})
+    patch, batch = args.get("patch", "64"), args.get("batch", "32")
+    line = (f"{state['step']} steps, {state['elapsed'] / 60:.0f} min on a shared 2-core CPU, batch {batch} "
+            f"of {patch}x{patch} LR patches, L1, Adam, EMA weights")
+    init = state.get("init")
+    if init is None and args.get("init") not in (None, "None"):
+        path = Path(args["init"])  # checkpoints from before the trainer recorded its init
+        if path.is_file():
+            ck = torch.load(path, map_location="cpu", weights_only=False)
+            init = {"path": path.name, "scale": ck["scale"], "step": ck["step"], "elapsed": ck["elapsed"]}
+    if init:
+        line += (f"; initialised from {init['path']} (x{init['scale']}, {init['step']} steps, "
+                 f"{init['elapsed'] / 60:.0f} min)")
+    return line
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", default="M5")
@@ -115,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "activation": net.activation,
         "input": "Y (BT.601 studio range) in [0,1], N×1×H×W",
         "trained_on": "T91 + 29 BSD200 images (291-style set, ../shared/data/sr/train); the paper used DIV2K",
-        "training": f"{state['step']} steps, {state['elapsed'] / 60:.0f} min on a shared 2-core CPU, "
-                    "64x64 LR patches, L1, Adam, EMA weights",
+        "training": training_summary(state),
         "paper": "Bhardwaj et al., Collapsible Linear Blocks for Super-Efficient Super Resolution, arXiv 2103.09404",
         "licence": "weights: research/non-commercial (training images are research-only)",
     }

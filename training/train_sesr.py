@@ -30,8 +30,8 @@ from training.sesr import build_sesr
 from training.sr_data import CACHE_DIR, DEFAULT_DATA, PatchSampler, prepare_pairs
 
 
-def checkpoint_path(variant: str, scale: int, out_dir: Path = CACHE_DIR) -> Path:
-    return Path(out_dir) / f"sesr_{variant.lower()}_x{scale}.pt"
+def checkpoint_path(variant: str, scale: int, out_dir: Path = CACHE_DIR, run: str = "") -> Path:
+    return Path(out_dir) / f"sesr_{variant.lower()}_x{scale}{'_' + run if run else ''}.pt"
 
 
 def load_model(path: Path, use_ema: bool = True) -> torch.nn.Module:
@@ -48,7 +48,7 @@ def _save(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def _init_from(net: torch.nn.Module, path: Path) -> list[str]:
+def _init_from(net: torch.nn.Module, path: Path) -> tuple[list[str], dict]:
     """Copy every tensor whose name and shape match (×2 → ×4: all but the output block)."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
     src = ck.get("ema", ck.get("model"))
@@ -56,7 +56,7 @@ def _init_from(net: torch.nn.Module, path: Path) -> list[str]:
     taken = [k for k, v in src.items() if k in own and own[k].shape == v.shape]
     own.update({k: src[k] for k in taken})
     net.load_state_dict(own)
-    return taken
+    return taken, {"path": Path(path).name, "scale": ck["scale"], "step": ck["step"], "elapsed": ck["elapsed"]}
 
 
 def _quick_eval(net: torch.nn.Module, scale: int, data_dir: Path):
@@ -80,7 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lr-min", type=float, default=2e-5)
     ap.add_argument("--ema", type=float, default=0.999)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--warmup-steps", type=int, default=0,
+                    help="linear learning-rate warm-up (useful with --init: a fresh Adam state)")
+    ap.add_argument("--bf16-until", type=float, default=0.85,
+                    help="run forward/backward under bfloat16 autocast for this fraction of the budget, "
+                         "then FP32 (1.7x faster steps on an AVX512-BF16 CPU; the FP32 tail removes "
+                         "bf16's rounding from the final weights); 0 = FP32 throughout")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="intra-op threads; 1 gives the most steps/min on the shared 2-core machine")
+    ap.add_argument("--run", default="", help="suffix of the checkpoint name (a separate run)")
     ap.add_argument("--init", type=Path, help="checkpoint to initialise from (e.g. the ×2 model for ×4)")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--out", type=Path, default=CACHE_DIR)
@@ -92,22 +100,23 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    ckpt = checkpoint_path(args.variant, args.scale, args.out)
+    ckpt = checkpoint_path(args.variant, args.scale, args.out, args.run)
     log_path = ckpt.with_suffix(".log.jsonl")
 
     net = build_sesr(args.variant, args.scale, activation=args.activation)
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    step, elapsed = 0, 0.0
+    step, elapsed, init_record = 0, 0.0, None
+    bf16_ok = args.bf16_until > 0 and torch.backends.mkldnn.is_available()
     if ckpt.is_file():
         ck = torch.load(ckpt, map_location="cpu", weights_only=False)
         net.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"])
-        step, elapsed = ck["step"], ck["elapsed"]
+        step, elapsed, init_record = ck["step"], ck["elapsed"], ck.get("init")
         print(f"resumed {ckpt} at step {step}, {elapsed / 60:.1f} min trained", flush=True)
     elif args.init:
-        taken = _init_from(net, args.init)
+        taken, init_record = _init_from(net, args.init)
         ema.load_state_dict(net.state_dict())
         print(f"initialised {len(taken)} tensors from {args.init}", flush=True)
 
@@ -119,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     def state() -> dict:
         return {"model": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                 "step": step, "elapsed": elapsed, "variant": args.variant.upper(), "scale": args.scale,
-                "activation": args.activation, "args": {k: str(v) for k, v in vars(args).items()}}
+                "activation": args.activation, "init": init_record, "args": {k: str(v) for k, v in vars(args).items()}}
 
     budget = args.minutes * 60.0
     t_last = time.time()
@@ -127,10 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     net.train()
     while elapsed < budget:
         frac = elapsed / budget
+        warm = min(1.0, (step + 1) / args.warmup_steps) if args.warmup_steps else 1.0
         for g in opt.param_groups:
-            g["lr"] = args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * frac))
+            g["lr"] = warm * (args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * frac)))
         lr_b, hr_b = next(sampler)
-        loss = (net(torch.from_numpy(lr_b)) - torch.from_numpy(hr_b)).abs().mean()
+        # bf16 autocast for the convolutions (the network is conv-bound); loss and weights stay FP32
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_ok and frac < args.bf16_until):
+            out = net(torch.from_numpy(lr_b))
+        loss = (out.float() - torch.from_numpy(hr_b)).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -148,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             _save(ckpt, state())
             last_save = elapsed
             record = {"step": step, "min": round(elapsed / 60, 2), "lr": opt.param_groups[0]["lr"],
+                      "bf16": bool(bf16_ok and elapsed / budget < args.bf16_until),
                       "l1": float(np.mean(losses))}
             losses = []
             if elapsed - last_eval >= args.eval_every_min * 60 or elapsed >= budget:

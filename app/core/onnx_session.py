@@ -22,10 +22,13 @@ class OnnxModel:
 
     ``threads`` is the intra-op thread count (0 lets ONNX Runtime choose). Inter-op parallelism is
     off: our graphs are chains, and a second pool only competes for the same two cores.
+    ``profile_prefix``: turn on ONNX Runtime's profiler (benchmarks; ``session.end_profiling()``
+    returns the JSON file it wrote).
     """
 
     path: Path
     threads: int = 0
+    profile_prefix: str | None = None
     session: ort.InferenceSession = field(init=False, repr=False)
     metadata: dict[str, str] = field(init=False)
     input_names: list[str] = field(init=False)
@@ -43,6 +46,9 @@ class OnnxModel:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        if self.profile_prefix:
+            opts.enable_profiling = True
+            opts.profile_file_prefix = self.profile_prefix
         try:
             self.session = ort.InferenceSession(
                 os.fspath(self.path), sess_options=opts, providers=["CPUExecutionProvider"]

@@ -150,6 +150,16 @@ def estimate_clock(fp32_lanes: int, n: int = 384, runs: int = 200) -> dict:
             "clock_ghz": macs_per_s / fp32_lanes / 1e9}
 
 
+def _cpu_busy_s() -> float | None:
+    """Seconds all cores spent busy since boot (/proc/stat), to tell how much other jobs ran."""
+    try:
+        f = [float(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = f[3] + (f[4] if len(f) > 4 else 0.0)      # idle + iowait
+    return (sum(f[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def _timed(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -282,12 +292,15 @@ def main() -> int:
     for label, path in paths.items():
         for t in (1, 2):
             variants[(label, t)] = OnnxModel(path, threads=t)
+    for label in ("FP32", "INT8"):   # ONNX Runtime's default, which OnnxModel turns off
+        variants[(f"{label} spinning", 2)] = OnnxModel(paths[label], threads=2, spinning=True)
     pair = [OnnxModel(int8_path, threads=1) for _ in range(2)]
     calls = {k: (lambda m=m: m.run1(x)) for k, m in variants.items()}
     calls[("INT8 2 faces at once", 2)] = lambda: run_pair(pair, x)
     for f in calls.values():
         for _ in range(args.warmup):
             f()
+    busy0, own0, wall0 = _cpu_busy_s(), time.process_time(), time.perf_counter()
     times = {k: [] for k in calls}
     cpu_times = {k: [] for k in calls}   # process CPU time: what the run cost, not the waiting
     keys = list(calls)
@@ -297,6 +310,9 @@ def main() -> int:
             c0 = time.process_time()
             times[k].append(_timed(calls[k]) * 1e3)
             cpu_times[k].append((time.process_time() - c0) * 1e3)
+
+    busy1, own, wall = _cpu_busy_s(), time.process_time() - own0, time.perf_counter() - wall0
+    others = (max(0.0, busy1 - busy0 - own) / wall) if busy0 is not None and busy1 is not None else float("nan")
 
     def med(v):
         return statistics.median(v)
@@ -318,7 +334,9 @@ def main() -> int:
           f"VNNI: {', '.join(cpu['flags_vnni']) or 'none'}; onnxruntime {ort.__version__}, "
           f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.2f} at start")
     print(f"model: {macs / 1e9:.3f} GMAC per cycle (app.core.npu.analyse_model of the FP32 file), "
-          f"{args.rounds} interleaved rounds after {args.warmup} warm-up runs each\n")
+          f"{args.rounds} interleaved rounds after {args.warmup} warm-up runs each; other processes "
+          f"used {others:.2f} of the {cpu['cores']} cores on average during the timed rounds "
+          f"(/proc/stat busy time less this process's)\n")
     print("| variant | median ms | p10–p90 ms | best ms | INT8 floor ms | median × floor | best × floor |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for (p, t) in keys:
@@ -347,10 +365,13 @@ def main() -> int:
             r = per_round(("FP32", t), (p, t))
             ratios[f"{p} speed-up over FP32 {t}t"] = r
         ratios[f"{p} 2-thread / 1-thread"] = per_round((p, 1), (p, 2))
+        if (f"{p} spinning", 2) in times:
+            ratios[f"{p} 2 threads: not spinning / spinning"] = per_round((f"{p} spinning", 2), (p, 2))
         if p != "INT8":
             ratios[f"INT8 (models/) speed-up over {p}, 1 thread"] = per_round((p, 1), ("INT8", 1))
             ratios[f"INT8 (models/) speed-up over {p}, 2 threads"] = per_round((p, 2), ("INT8", 2))
     ratios["FP32 2-thread / 1-thread"] = per_round(("FP32", 1), ("FP32", 2))
+    ratios["FP32 2 threads: not spinning / spinning"] = per_round(("FP32 spinning", 2), ("FP32", 2))
     ratios["INT8 2 faces at once (2 × 1 thread) / 1 face 1 thread, per face"] = [
         2 * a / b for a, b in zip(times[("INT8", 1)], times[("INT8 2 faces at once", 2)])]
     for name, r in ratios.items():

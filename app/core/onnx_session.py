@@ -22,12 +22,17 @@ class OnnxModel:
 
     ``threads`` is the intra-op thread count (0 lets ONNX Runtime choose). Inter-op parallelism is
     off: our graphs are chains, and a second pool only competes for the same two cores.
-    ``profile_prefix``: turn on ONNX Runtime's profiler (benchmarks; ``session.end_profiling()``
-    returns the JSON file it wrote).
+    ``spinning``: whether idle pool threads busy-wait for work (ONNX Runtime's default). Off here:
+    on a machine whose cores other work shares (the app's GUI, other programs, a second face), a
+    spinning thread burns the core that the thread it waits for needs; measured on the 2-core dev
+    VM with other jobs running, CFRNet INT8 at 2 threads took ~2× longer spinning than not
+    (benchmarks/bench_cfrnet_cpu.py times both). ``profile_prefix``: turn on ONNX Runtime's
+    profiler (benchmarks; ``session.end_profiling()`` returns the JSON file it wrote).
     """
 
     path: Path
     threads: int = 0
+    spinning: bool = False
     profile_prefix: str | None = None
     session: ort.InferenceSession = field(init=False, repr=False)
     metadata: dict[str, str] = field(init=False)
@@ -46,6 +51,7 @@ class OnnxModel:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
         if self.profile_prefix:
             opts.enable_profiling = True
             opts.profile_file_prefix = self.profile_prefix

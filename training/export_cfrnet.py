@@ -7,12 +7,13 @@ writes models/cfrnet_fp32.onnx and models/cfrnet_int8.onnx (one cycle per call, 
 k plain calls), then prints how far the FP32 file is from torch, and PSNR/LPIPS of the input and
 of k = 1..3 for FP32 and INT8 on val faces degraded with a fixed seed (app.core.metrics).
 
-The export and quantisation are training/onnx_export.py's (the one path for every model here). The
-INT8 file is quantised from an exactly equivalent FP32 graph rewritten for ONNX Runtime's channels-last
-INT8 kernels (training/onnx_rewrite.py: pixel-unshuffles folded into strided convolutions, pixel
-shuffles as one channels-last transpose, SpaceToDepth kept in uint8), ~14 % less time per cycle on
-the CPU; the FP32 file is the plain export. INT8 calibration uses real aligned faces from the training pack: degraded ones (what the first
-cycle sees) and, for a third of them, the FP32 model's output on them (what later cycles see).
+The export and quantisation are training/onnx_export.py's (the one path for every model here).
+The INT8 file is quantised from an exactly equivalent FP32 graph rewritten for ONNX Runtime's
+channels-last INT8 kernels (training/onnx_rewrite.py: pixel-unshuffles folded into strided
+convolutions, pixel shuffles as one channels-last transpose, SpaceToDepth kept in uint8), ~14 %
+less time per cycle on the CPU; the FP32 file is the plain export. INT8 calibration uses real
+aligned faces from the training pack: degraded ones (what the first cycle sees) and, for a third
+of them, the FP32 model's output on them (what later cycles see).
 """
 
 from __future__ import annotations

@@ -174,3 +174,47 @@ def test_tiled_upscale_equals_untiled(exported):
 
 def test_every_variant_is_registered():
     assert set(VARIANTS) == {"A", "B", "C"} == set(PUBLISHED)
+
+
+def test_float_layers_preset_keeps_those_convs_float(exported, tmp_path):
+    """INT8 mixed precision (--float-layers io): the named convs read float weights directly, the
+    rest read dequantised INT8 weights, and the file says which layers stayed float."""
+    from training.export_falsr import FLOAT_LAYERS, export
+
+    model, _ = exported
+    paths = export("C", model=model, out_dir=tmp_path, info={"step": 0, "seconds": 0.0},
+                   calibration=_smooth_images(4, 48, 48, seed=1), float_layers="io")
+    graph = onnx.load(str(paths["int8"])).graph
+    produced_by = {o: n for n in graph.node for o in n.output}
+    initialisers = {i.name for i in graph.initializer}
+    convs = {n.name: n for n in graph.node if n.op_type == "Conv"}
+    float_convs = {n for n in FLOAT_LAYERS["io"] if n in convs}
+    assert float_convs == {"/stem/Conv", "/fuse/Conv", "/out/Conv"}
+    for name, node in convs.items():
+        w = node.input[1]
+        if name in float_convs:
+            assert w in initialisers, name  # the float weight itself
+        else:
+            assert produced_by[w].op_type == "DequantizeLinear", name
+    meta = OnnxModel(paths["int8"], threads=1).metadata
+    assert meta["int8_float_layers"].split(",") == list(FLOAT_LAYERS["io"])
+    probe = _smooth_images(1, 40, 56, seed=3)[0]
+    fp32 = OnnxModel(paths["fp32"], threads=1).run1(probe)
+    assert float(np.mean(np.abs(OnnxModel(paths["int8"], threads=1).run1(probe) - fp32))) < 0.02
+
+
+def test_bf16_trunk_follows_fp32_and_trains():
+    """The training speed-up (cells under bf16 autocast) changes the output by bf16 rounding only,
+    still back-propagates to every weight, and is off by default (what export and eval see)."""
+    torch.manual_seed(0)
+    model = _lively("C")
+    assert model.trunk_dtype is None
+    x = torch.from_numpy(_smooth_images(2, 24, 24, seed=7)[0])
+    with torch.no_grad():
+        ref = model(x)
+    model.trunk_dtype = torch.bfloat16
+    out = model(x)
+    assert out.dtype == torch.float32
+    assert 0 < float((out.detach() - ref).abs().max()) < 0.05
+    out.mean().backward()
+    assert all(p.grad is not None for p in model.parameters())

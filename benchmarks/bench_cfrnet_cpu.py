@@ -35,7 +35,7 @@ The rates per core, by micro-architecture (read from /proc/cpuinfo: vendor, fami
   them (A. Yee, numberworld.org, Zen 4 AVX-512 teardown, 2022). Two 256-bit FMA pipes: 16 FP32
   FMA/cycle; VPDPBUSD uses the same two pipes: 2 × 32 = 64 u8×s8 MAC/cycle (one zmm a cycle). So 4
   int8 MACs per FP32 FMA, which the measurement confirms: the big CFRNet convolutions run at
-  0.98–1.0× the floor (--profile).
+  0.98–1.0× the floor (--profile 20).
 - Zen 5 with a full 512-bit datapath doubles both (the ratio stays 4); Intel server cores with two
   512-bit FMA ports: 32 FP32 FMA and 128 int8 MAC/cycle (ratio 4); AVX-VNNI (ymm) client cores:
   16 FMA, 64 int8 MAC; AVX2 only: vpmaddubsw + vpmaddwd, 32 int8 MAC/cycle (ratio 2).

@@ -1,7 +1,7 @@
 """Exactly-equivalent ONNX graph rewrites that let ONNX Runtime's INT8 CPU kernels run a pixel-(un)shuffle
 network without layout round trips (used by training/export_cfrnet.py for the INT8 file).
 
-Why (profile of the CFRNet INT8 cycle at one thread, benchmarks/bench_cfrnet_cpu.py --profile):
+Why (profile of the CFRNet INT8 cycle at one thread, benchmarks/bench_cfrnet_cpu.py --profile 20):
 ONNX Runtime runs every QLinearConv channels-last (NHWC) and puts a Transpose on each side of any
 operator it cannot run channels-last. SpaceToDepth and DepthToSpace are such operators, and its
 DepthToSpace kernel is itself slow (~1 ns per byte), so the shuffles, their transposes and the float

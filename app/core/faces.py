@@ -167,8 +167,9 @@ class FaceDetector:
         mesh_min_face: int = 40,
         threads: int | None = None,
     ) -> None:
-        # MediaPipe's native start-up messages are kept off the terminal (app.core.native_log)
-        # until this detector's graphs have all run once, i.e. until a detect finds a face
+        # MediaPipe's native start-up messages are kept off the terminal (app.core.native_log):
+        # each graph is started here on a blank frame (where TensorFlow Lite announces itself),
+        # and detects stay quiet until one finds a face (the face mesh's first landmarks warn once)
         self._quiet_native = True
         with quiet_native_stderr():
             self._build_graphs(min_score, refine_with_mesh, min_face, mesh_min_face, threads)
@@ -195,6 +196,8 @@ class FaceDetector:
         self._mesh = None
         if self.refine_with_mesh:
             self._mesh = mp.solutions.face_mesh.FaceMesh(**_MESH_OPTIONS)
+        for graph in (self._full, self._short, self._mesh):
+            _start(graph)
         if self.threads >= 2:
             # made now rather than in the first detect: building graphs holds the GIL (~25 ms
             # CPU), which the GUI's thread should not feel in the middle of its work
@@ -409,12 +412,15 @@ class FaceDetector:
 
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faces")
-        if self._short_helper is None:
-            self._short_helper = mp.solutions.face_detection.FaceDetection(
-                min_detection_confidence=min(0.3, self.min_score), model_selection=0
-            )
-        if mesh and self._mesh is not None and self._mesh_helper is None:
-            self._mesh_helper = mp.solutions.face_mesh.FaceMesh(**_MESH_OPTIONS)
+        with quiet_native_stderr():
+            if self._short_helper is None:
+                self._short_helper = mp.solutions.face_detection.FaceDetection(
+                    min_detection_confidence=min(0.3, self.min_score), model_selection=0
+                )
+                _start(self._short_helper)
+            if mesh and self._mesh is not None and self._mesh_helper is None:
+                self._mesh_helper = mp.solutions.face_mesh.FaceMesh(**_MESH_OPTIONS)
+                _start(self._mesh_helper)
         return self._short_helper, self._mesh_helper
 
     def _confirm(self, rgb: np.ndarray, r: _Raw, graphs: tuple) -> Face | None:
@@ -505,6 +511,13 @@ class FaceDetector:
         if best is None or best_err > 0.35:
             return None
         return Face(box=tuple(float(v) for v in raw.box), score=raw.score, landmarks=best, source="mesh")
+
+
+def _start(graph) -> None:
+    """Run a new MediaPipe graph once on a blank frame: its calculators open (and TensorFlow Lite
+    prints its start-up lines) now, under quiet_native_stderr, rather than in the first detect."""
+    if graph is not None:
+        graph.process(np.zeros((64, 64, 3), np.uint8))
 
 
 def five_from_four(points: np.ndarray) -> np.ndarray:

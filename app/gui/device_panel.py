@@ -172,8 +172,11 @@ class DevicePanel(QWidget):
         self.simulation, self.simulation_error = None, None
         self.cpu_cycle_seconds = []
         self.cpu_by_precision = {}
-        # the NPU runs the INT8 model; simulate that file where there is one
-        self.simulated_path = self.model_paths.get("int8") or self.model_paths.get(current_precision)
+        # the NPU runs the network in INT8, which the simulator assumes for any graph; the FP32 file
+        # is the plain network, while the INT8 file carries layout rewrites for this CPU's kernels
+        # (transposes an NPU compiler would not emit), so the FP32 file is simulated where there is one
+        self.simulated_path = (self.model_paths.get("fp32") or self.model_paths.get("int8")
+                               or self.model_paths.get(current_precision))
         self._generation = getattr(self, "_generation", 0) + 1
         if self.simulated_path is not None and npu_available() and self._run_task is not None:
             gen = self._generation  # a result for a model replaced meanwhile is dropped

@@ -4,11 +4,20 @@
     nice -n 10 python -m training.train_sesr --variant M5 --scale 4 --minutes 40 \
         --init ~/.cache/cfr-studio/sesr/sesr_m5_x2.pt
 
+The shipped M5 x2 is the first command (with --minutes 45) continued by a warm restart (80 min, a separate
+checkpoint ``sesr_m5_x2_c2.pt``; fresh Adam, 200-step warm-up, lower peak learning rate):
+
+    nice -n 10 python -m training.train_sesr --variant M5 --scale 2 --run c2 \
+        --init ~/.cache/cfr-studio/sesr/sesr_m5_x2.pt --lr 5e-4 --lr-min 1e-5 --warmup-steps 200 --minutes 80
+    nice -n 10 python -m training.export_sesr --variant M5 --scale 2 --ckpt ~/.cache/cfr-studio/sesr/sesr_m5_x2_c2.pt
+
 The paper's recipe (DIV2K, 64×64 LR patches, L1, Adam, batch 32, ×4 initialised from ×2) with a
 wall-clock budget instead of 300 epochs: the learning rate follows a cosine over ``--minutes``
 (accumulated across resumes), and an EMA copy of the weights is kept for evaluation and export.
 Training runs collapsed (each step builds the k×k kernels from the expanded weights and convolves
-once; see training/sesr.py). Checkpoints (model, EMA, optimiser, clock) go to
+once; see training/sesr.py), under bf16 autocast for the first ``--bf16-until`` of the budget
+(1.7x faster here) and FP32 after; one intra-op thread (benchmarks/bench_sesr_train.py: two
+OpenMP threads are slower on the shared 2-core machine). Checkpoints (model, EMA, optimiser, clock) go to
 ``~/.cache/cfr-studio/sesr/sesr_<variant>_x<scale>.pt`` every few minutes; re-running the same
 command resumes from it.
 """

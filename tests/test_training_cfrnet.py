@@ -146,6 +146,12 @@ def test_training_run_checkpoints_and_resumes(shared_data, tmp_path):
     assert main(args2 + ["--branch-from", str(tmp_path / "run" / "checkpoint.pt"), "--steps", "4"]) == 0
     ck = torch.load(tmp_path / "branch" / "checkpoint.pt", weights_only=False)
     assert ck["step"] == 4 and ck["mode"] == "ccfp"
+    # the EMA of a checkpoint loads like a weights file (the equal-step ablation exports it)
+    from training.train_cfrnet import load_weights
+
+    net, info = load_weights(tmp_path / "branch" / "checkpoint.pt")
+    assert info["step"] == 4 and info["mode"] == "ccfp"
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in ck["ema"].items())
 
 
 def _trained_like_net() -> torch.nn.Module:

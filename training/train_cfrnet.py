@@ -219,11 +219,18 @@ def save_weights_fp16(model, path: Path, info: dict) -> None:
 
 
 def load_weights(path: Path):
-    """A model from a weights file (fp16 or fp32 state_dict + config)."""
+    """A model from a weights file (fp16 or fp32 state_dict + config), or the EMA weights of a
+    training checkpoint (``checkpoint.pt``, ``phase_end_step*.pt``: the equal-step ablation
+    compares two runs' EMA at the same step)."""
     blob = torch.load(path, map_location="cpu", weights_only=False)
     model = build(blob["config"])
-    model.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
-    return model.eval(), blob.get("info", {})
+    if "state_dict" in blob:
+        model.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
+        return model.eval(), blob.get("info", {})
+    model.load_state_dict(blob["ema"])
+    info = {"step": blob["step"], "train_hours": round(blob.get("train_seconds", 0.0) / 3600, 3),
+            "mode": blob.get("mode"), "k_train": blob.get("k"), "source": "checkpoint EMA"}
+    return model.eval(), info
 
 
 # ----------------------------------------------------------------------------------------- train

@@ -233,3 +233,35 @@ def test_paste_back_bad_arguments(portrait):
         align.paste_back(portrait.copy(), crop, crop.image, blend=1.5)
     with pytest.raises(ValueError):
         align.paste_back(portrait.copy(), crop, crop.image[:128])
+
+
+def test_paste_back_keeps_black_and_white_and_toned_prints(portrait):
+    """CFRNet gives faces colours; on a B&W or sepia print the face keeps the print's colour."""
+    crop_colour = align.align_face(portrait, PORTRAIT_LANDMARKS)
+    tinted = crop_colour.image.astype(np.float32) / 255  # a "restoration" with skin colours
+    mask = align.face_mask(256, 0.1)
+    assert align.chroma_spread(tinted, mask) > align.MONOCHROME_CHROMA_STD  # the colour portrait
+
+    grey = np.repeat(portrait.mean(2, keepdims=True), 3, 2).astype(np.uint8)
+    crop = align.align_face(grey, PORTRAIT_LANDMARKS)
+    out = align.paste_back(grey.copy(), crop, tinted)
+    assert np.abs(out.astype(int) - out[..., :1].astype(int)).max() <= 1  # still grey everywhere
+    coloured = align.paste_back(grey.copy(), crop, tinted, keep_monochrome=False)
+    assert np.abs(coloured.astype(int) - coloured[..., :1].astype(int)).max() > 10  # what it prevents
+
+    sepia_matrix = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]])
+    grey_f = portrait.astype(np.float32).mean(2, keepdims=True).repeat(3, 2)
+    sepia = np.clip(0.5 * grey_f + 0.5 * np.clip(grey_f @ sepia_matrix.T, 0, 255), 0, 255).astype(np.uint8)
+    crop = align.align_face(sepia, PORTRAIT_LANDMARKS)
+    assert align.chroma_spread(crop.image.astype(np.float32) / 255, mask) < align.MONOCHROME_CHROMA_STD
+    out = align.paste_back(sepia.copy(), crop, tinted)
+    pasted = align.align_face(out, PORTRAIT_LANDMARKS).image.astype(np.float32) / 255
+    assert align.chroma_spread(pasted, mask) < align.MONOCHROME_CHROMA_STD  # the sepia tone kept
+    # the restored luminance is what lands: the face's luma follows the restoration, not the input
+    luma = lambda a: a @ np.array([0.299, 0.587, 0.114], np.float32)  # noqa: E731
+    assert np.corrcoef(luma(pasted)[mask > 0.9], luma(tinted)[mask > 0.9])[0, 1] > 0.95
+
+    # a colour photo is left to the restoration's colours
+    a = align.paste_back(portrait.copy(), crop_colour, tinted)
+    b = align.paste_back(portrait.copy(), crop_colour, tinted, keep_monochrome=False)
+    np.testing.assert_array_equal(a, b)

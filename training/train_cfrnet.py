@@ -229,7 +229,7 @@ def load_weights(path: Path):
         return model.eval(), blob.get("info", {})
     model.load_state_dict(blob["ema"])
     info = {"step": blob["step"], "train_hours": round(blob.get("train_seconds", 0.0) / 3600, 3),
-            "mode": blob.get("mode"), "k_train": blob.get("k"), "source": "checkpoint EMA"}
+            "mode": blob.get("mode"), "source": "checkpoint EMA"}
     return model.eval(), info
 
 

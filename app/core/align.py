@@ -185,6 +185,34 @@ def match_colour(restored: np.ndarray, original: np.ndarray, weight: np.ndarray)
     return (restored - mu_r) * gain + mu_o
 
 
+# A face whose chroma (RGB minus luma) varies less than this over the face mask is from a
+# black-and-white or toned (sepia, selenium) print. Measured on the face crops of
+# data/photos/real-old: B&W and toned prints 0.000–0.017, colour photos 0.032–0.081 (a synthetic
+# full-strength sepia of a bright portrait reaches 0.029: stronger than any print there).
+MONOCHROME_CHROMA_STD = 0.025
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def chroma_spread(rgb: np.ndarray, weight: np.ndarray) -> float:
+    """Weighted spread of an RGB float image's chroma (RGB − luma), mean over the channels."""
+    chroma = rgb - (rgb @ _LUMA)[..., None]
+    w = weight.reshape(-1).astype(np.float32)
+    c = chroma.reshape(-1, 3)
+    total = float(w.sum()) + 1e-6
+    mu = np.einsum("i,ij->j", w, c) / total
+    var = np.einsum("i,ij,ij->j", w, c, c) / total - mu * mu
+    return float(np.sqrt(np.maximum(var, 0.0)).mean())
+
+
+def keep_print_tone(restored: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """The restored face's luminance in the original's colour: CFRNet was trained to give faces
+    their colours back, which on a black-and-white print invents a skin tint. A B&W face stays
+    grey, a sepia one keeps its tone (the original's chroma, smoothed of grain and JPEG blocks)."""
+    chroma = original - (original @ _LUMA)[..., None]
+    chroma = cv2.GaussianBlur(chroma, (0, 0), 2.0)
+    return (restored @ _LUMA)[..., None] + chroma
+
+
 def paste_back(
     image: np.ndarray,
     crop: Crop,
@@ -192,12 +220,15 @@ def paste_back(
     blend: float = 1.0,
     feather: float = 0.1,
     colour_match: bool = True,
+    keep_monochrome: bool = True,
 ) -> np.ndarray:
     """Put a restored face back into ``image`` (in place, and returned).
 
     ``restored`` is the crop after restoration: same size as ``crop.image``, uint8/uint16 or float
     in [0, 1]. ``blend`` = 1 uses the restoration fully, 0 leaves the photo unchanged. Only the
-    face's bounding box in the photo is touched.
+    face's bounding box in the photo is touched. ``keep_monochrome``: a face from a
+    black-and-white or toned print (see MONOCHROME_CHROMA_STD) keeps the print's colour and takes
+    only the restored luminance.
     """
     if not 0.0 <= blend <= 1.0:
         raise ValueError(f"blend must be in [0, 1], got {blend}")
@@ -217,6 +248,9 @@ def paste_back(
     if orig_crop.ndim == 2:
         orig_crop = orig_crop[..., None]
     mask = face_mask(size, feather)
+    if (keep_monochrome and rest.shape[2] == 3 and orig_crop.shape[2] == 3
+            and chroma_spread(orig_crop, mask) < MONOCHROME_CHROMA_STD):
+        rest = keep_print_tone(rest, orig_crop)
     if colour_match:
         rest = match_colour(rest, orig_crop, mask)
 

@@ -11,6 +11,7 @@ CHATTER = (
     "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
     "W0000 00:00:1795574746.454464   13040 inference_feedback_manager.cc:114] Feedback manager "
     "requires a model with a single signature inference. Disabling support for feedback tensors.\n"
+    "I0000 00:00:1795580174.200127   24757 gl_context_egl.cc:85] Successfully initialized EGL. Major : 1\n"
 )
 
 

@@ -24,12 +24,15 @@ from collections.abc import Iterator
 
 __all__ = ["BENIGN_NATIVE_MESSAGES", "quiet_native_stderr", "filter_lines"]
 
-# What MediaPipe 0.10.21 prints on every first run of a graph; warnings only (E/F lines pass).
+# What MediaPipe 0.10.21 prints on every first run of a graph: information and two known
+# warnings; any other warning, error (E) or fatal (F) line passes.
 BENIGN_NATIVE_MESSAGES = (
     re.compile(r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.\s*$"),
     re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR\s*$"),
     re.compile(r"^W\d{4} [\d:.]+\s+\d+ inference_feedback_manager\.cc:\d+\] "),
     re.compile(r"^W\d{4} [\d:.]+\s+\d+ landmark_projection_calculator\.cc:\d+\] "),
+    # absl INFO lines (I…), e.g. "Successfully initialized EGL" where a display exists
+    re.compile(r"^I\d{4} [\d:.]+\s+\d+ [\w.]+\.cc:\d+\] "),
 )
 
 _lock = threading.Lock()

@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from app.core.align import in_print_tone
 from app.core.io import load_image, save_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +142,10 @@ def build_sheets(files: list[Path], model: Path | None, threads: int, faces_per_
         notes.append(f"{path.name}: {len(result.faces)} face(s), {time.time() - t:.1f} s")
         print(f"[{n}/{len(files)}] {notes[-1]} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
         for r in picked[:faces_per_photo]:
-            cells = [_fit(_u8(r.crop.image), cell)] + [_fit(_u8(r.cycles[k - 1]), cell) for k in KS]
+            # each cycle as paste-back uses it: a B&W or toned print keeps its own colour
+            original = _u8(r.crop.image).astype(np.float32) / 255
+            cells = [_fit(_u8(r.crop.image), cell)] + [
+                _fit(_u8(np.clip(in_print_tone(r.cycles[k - 1], original), 0, 1)), cell) for k in KS]
             face_rows.append(_row(cells, f"{path.stem}  face {r.index} ({r.face.width:.0f} px wide)"))
         if not picked:
             face_rows.append(_row([_fit(_u8(photo.rgb), cell, 4 * cell)], f"{path.stem}: no face found"))

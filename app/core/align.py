@@ -213,6 +213,16 @@ def keep_print_tone(restored: np.ndarray, original: np.ndarray) -> np.ndarray:
     return (restored @ _LUMA)[..., None] + chroma
 
 
+def in_print_tone(restored: np.ndarray, original: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """``restored`` (float RGB) as paste-back uses it: in the original's colour where the original
+    face (float RGB, same size) is from a B&W or toned print, unchanged on a colour photo."""
+    if weight is None:
+        weight = face_mask(original.shape[0], 0.1)
+    if chroma_spread(original, weight) < MONOCHROME_CHROMA_STD:
+        return keep_print_tone(restored, original)
+    return restored
+
+
 def paste_back(
     image: np.ndarray,
     crop: Crop,
@@ -248,9 +258,8 @@ def paste_back(
     if orig_crop.ndim == 2:
         orig_crop = orig_crop[..., None]
     mask = face_mask(size, feather)
-    if (keep_monochrome and rest.shape[2] == 3 and orig_crop.shape[2] == 3
-            and chroma_spread(orig_crop, mask) < MONOCHROME_CHROMA_STD):
-        rest = keep_print_tone(rest, orig_crop)
+    if keep_monochrome and rest.shape[2] == 3 and orig_crop.shape[2] == 3:
+        rest = in_print_tone(rest, orig_crop, mask)
     if colour_match:
         rest = match_colour(rest, orig_crop, mask)
 

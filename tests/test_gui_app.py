@@ -552,13 +552,13 @@ def test_command_line_path_opens_in_the_gui(qtbot, qapp, tiny_model, settings_pa
     assert seen == {"faces": 2, "path": test_data / PHOTO}
 
 
-def _tiny_upscaler(path: Path, scale: int = 2) -> Path:
+def _tiny_upscaler(path: Path, scale: int = 2, gain: float = 1.0) -> Path:
     """A SESR-contract ONNX model (luma N×1×H×W in, N×1×sH×sW out, metadata 'scale') that repeats
-    each pixel: Conv 1→s² (1×1, weights 1) then DepthToSpace."""
+    each pixel times ``gain``: Conv 1→s² (1×1, weights = gain) then DepthToSpace."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    w = numpy_helper.from_array(np.ones((scale * scale, 1, 1, 1), np.float32), "w")
+    w = numpy_helper.from_array(np.full((scale * scale, 1, 1, 1), gain, np.float32), "w")
     graph = helper.make_graph(
         [helper.make_node("Conv", ["input", "w"], ["c"]),
          helper.make_node("DepthToSpace", ["c"], ["output"], blocksize=scale, mode="DCR")],
@@ -617,6 +617,54 @@ def test_upscale_option_restores_faces_at_the_new_size(qtbot, tiny_model, settin
     again = _wait_result(qtbot, w, upscale=1)
     assert np.array_equal(again, small) and scales == []
     assert len(w.preview.thumbnails()) == 2  # the strip shows the cycles kept for this size
+    _close(w)
+
+
+def test_upscaling_network_choice_falsr_or_sesr(qtbot, tiny_model, settings_path, tmp_path, test_data, monkeypatch):
+    """The upscale box offers SESR (fast, ×2/×4) or FALSR-C (×2 only); switching the network
+    upscales again with it, and the choice is remembered."""
+    from app.core.io import load_image
+    from app.core.upscaler import Upscaler
+
+    models = tmp_path / "models"
+    models.mkdir()
+    _tiny_upscaler(models / "sesr_m5_x2_int8.onnx", 2)
+    _tiny_upscaler(models / "sesr_m5_x4_int8.onnx", 4)
+    falsr = _tiny_upscaler(models / "falsr_c_x2_int8.onnx", 2, gain=0.5)  # a darker stand-in
+    sesr = models / "sesr_m5_x2_int8.onnx"
+    monkeypatch.setenv("CFR_MODELS", str(models))
+    w = _open_window(qtbot, tiny_model)
+    qtbot.waitUntil(lambda: w.model_info is not None, timeout=WAIT)
+    scale_combo, net_combo = w.quality.upscale_combo, w.quality.upscale_model_combo
+    assert net_combo.objectName() == "upscaleModelCombo" and w.quality.upscale_model == "sesr"
+    assert net_combo.model().item(net_combo.findData("falsr")).isEnabled()
+    small = _open_and_restore(qtbot, w, test_data / PHOTO)
+    h, wd = small.shape[:2]
+    rgb = load_image(test_data / PHOTO).rgb
+
+    scale_combo.setCurrentIndex(scale_combo.findData(4))
+    assert _wait_result(qtbot, w, upscale=4).shape == (4 * h, 4 * wd, 3)
+    net_combo.setCurrentIndex(net_combo.findData("falsr"))  # ×2 only: the scale follows
+    assert w.quality.upscale == 2
+    assert not scale_combo.model().item(scale_combo.findData(4)).isEnabled()
+    big = _wait_result(qtbot, w, upscale=2, upscale_model="falsr")
+    assert big.shape == (2 * h, 2 * wd, 3)
+    assert np.array_equal(big[:40, :40], Upscaler(falsr).upscale(rgb)[:40, :40])
+    assert w.settings.upscale_model == "falsr"
+
+    net_combo.setCurrentIndex(net_combo.findData("sesr"))  # the ×2 photo is made again with SESR
+    assert scale_combo.model().item(scale_combo.findData(4)).isEnabled()
+    big = _wait_result(qtbot, w, upscale=2, upscale_model="sesr")
+    assert np.array_equal(big[:40, :40], Upscaler(sesr).upscale(rgb)[:40, :40])
+    assert "SESR" in w.statusBar().currentMessage()
+
+    # the batch dialog offers the same networks; FALSR reaches the engine as ×2 with its file
+    w.act_batch.trigger()
+    batch_combo = w.batch_dialog.upscale_combo
+    batch_combo.setCurrentIndex(batch_combo.findData("falsr"))
+    restore = w.batch_dialog.options().restore
+    assert restore.upscale == 2 and restore.upscale_model == falsr
+    w.batch_dialog.close()
     _close(w)
 
 

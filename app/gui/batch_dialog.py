@@ -133,10 +133,13 @@ class BatchDialog(QDialog):
         self.upscale_combo.addItem("No", None)
         self.upscale_combo.addItem("×2 (SESR)", 2)
         self.upscale_combo.addItem("×4 (SESR)", 4)
+        self.upscale_combo.addItem("×2 best quality (FALSR-C, slower)", "falsr")
         from app.gui.main_window import upscaler_availability
 
-        for scale, reason in upscaler_availability().items():
-            item = self.upscale_combo.model().item(self.upscale_combo.findData(scale))
+        reasons = dict(upscaler_availability())
+        reasons["falsr"] = upscaler_availability("falsr")[2]
+        for data, reason in reasons.items():
+            item = self.upscale_combo.model().item(self.upscale_combo.findData(data))
             item.setEnabled(reason is None)
             item.setToolTip(reason or "")
         self.existing_combo = QComboBox(self)
@@ -221,8 +224,13 @@ class BatchDialog(QDialog):
         from app.core.batch import BatchOptions
         from app.core.pipeline import RestoreOptions
 
+        upscale, upscale_model = self.upscale_combo.currentData(), None
+        if upscale == "falsr":
+            from app.core.upscaler import default_upscaler_path
+
+            upscale, upscale_model = 2, default_upscaler_path(2, family="falsr")
         kwargs = dict(
-            restore=RestoreOptions(k=self.k_combo.currentData(), upscale=self.upscale_combo.currentData()),
+            restore=RestoreOptions(k=self.k_combo.currentData(), upscale=upscale, upscale_model=upscale_model),
             recursive=self.recursive.isChecked(),
             output_format=self.format_combo.currentData(),
             existing=self.existing_combo.currentData(),

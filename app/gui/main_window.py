@@ -86,14 +86,15 @@ def model_missing_message(path: Path, error: str) -> str:
     )
 
 
-def upscaler_availability() -> dict[int, str | None]:
-    """scale → None where the shipped SESR model exists, else the reason it cannot be chosen."""
+def upscaler_availability(family: str = "sesr") -> dict[int, str | None]:
+    """scale → None where the shipped model of ``family`` exists, else the reason it cannot be
+    chosen (FALSR: ×2 only)."""
     out: dict[int, str | None] = {}
-    for scale in (2, 4):
+    for scale in (2, 4) if family == "sesr" else (2,):
         try:
             from app.core.upscaler import default_upscaler_path
 
-            path = Path(default_upscaler_path(scale))
+            path = Path(default_upscaler_path(scale, family=family))
             out[scale] = None if path.is_file() else f"The ×{scale} upscaling model {path} is not installed."
         except Exception as exc:  # the upscaler is an optional part of the engine
             out[scale] = f"Upscaling is not available ({exc})."
@@ -232,7 +233,9 @@ class MainWindow(QMainWindow):
         self.quality.faceToggled.connect(self._on_face_toggled)
         self.quality.currentFaceChanged.connect(self._on_current_face)
         self.quality.upscaleChanged.connect(self._on_upscale_changed)
-        self.quality.set_upscale_available(upscaler_availability())
+        self.quality.upscaleModelChanged.connect(self._on_upscale_model_changed)
+        self.quality.set_upscale_available(
+            upscaler_availability(), {"sesr": None, "falsr": upscaler_availability("falsr")[2]})
         self.quality_dock = QDockWidget("Restore", self)
         self.quality_dock.setObjectName("qualityDock")
         self.quality_dock.setWidget(self.quality)
@@ -385,6 +388,7 @@ class MainWindow(QMainWindow):
             self.resizeDocks([self.quality_dock], [460], Qt.Orientation.Horizontal)
         self.quality.set_k(s.k, emit=False)
         self.quality.set_blend(s.blend, emit=False)
+        self.quality.set_upscale_model(s.upscale_model, emit=False)
         self.quality.set_upscale(s.upscale, emit=False)
         self.set_view_mode(s.view_mode)
         self.preview.show_up_to(6 if s.k == "auto" else int(s.k))
@@ -600,7 +604,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(
                 f"Restored {len(used)} face{'s' if len(used) != 1 else ''} with k = {ktext}"
                 f"{' (auto)' if info.get('k') == 'auto' else ''}, blend {info.get('blend', 1.0) * 100:.0f} %"
-                + (f", upscaled ×{up} to {rgb.shape[1]}×{rgb.shape[0]}" if up and up > 1 else ""),
+                + (f", upscaled ×{up} ({'FALSR-C' if info.get('upscale_model') == 'falsr' else 'SESR'}) to "
+                   f"{rgb.shape[1]}×{rgb.shape[0]}" if up and up > 1 else ""),
                 8000,
             )
         self._update_actions()
@@ -642,6 +647,7 @@ class MainWindow(QMainWindow):
             current=current if current >= 0 else 0,
             show_cycle=self.show_cycle,
             upscale=self.quality.upscale,
+            upscale_model=self.quality.upscale_model,
         )
         self.worker.submit(job)
 
@@ -662,6 +668,15 @@ class MainWindow(QMainWindow):
             self.preview.reset(self.crops[face].image, face)
             self._refill_preview()
         self.request_render()
+
+    def _on_upscale_model_changed(self, family: str) -> None:
+        self.settings.upscale_model = family
+        # the upscaled photo and the faces cut from it change: drop their cycles (the worker
+        # re-upscales with the other network on the next render)
+        for scale in [s for s in self._cycles if s > 1]:
+            self._cycles.pop(scale, None)
+            self._deltas.pop(scale, None)
+        self._on_upscale_changed(self.quality.upscale)
 
     def _on_blend_changed(self, blend: float) -> None:
         self.settings.blend = blend
@@ -916,6 +931,7 @@ class MainWindow(QMainWindow):
         s.k = self.quality.k
         s.blend = self.quality.blend_value
         s.upscale = self.quality.upscale
+        s.upscale_model = self.quality.upscale_model
         s.sync()
         self.shutdown()
         event.accept()

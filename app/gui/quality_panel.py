@@ -88,6 +88,7 @@ class QualityPanel(QWidget):
     faceToggled = Signal(int, bool)
     currentFaceChanged = Signal(int)
     upscaleChanged = Signal(object)  # None, 2 or 4
+    upscaleModelChanged = Signal(str)  # "sesr" or "falsr"
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -132,15 +133,23 @@ class QualityPanel(QWidget):
         h.addWidget(self.blend_label)
 
         # --- upscale ---------------------------------------------------------------------
-        up_box = QGroupBox("Upscale the whole photo (SESR)", self)
+        up_box = QGroupBox("Upscale the whole photo", self)
         self.upscale_combo = QComboBox(up_box)
         self.upscale_combo.setObjectName("upscaleCombo")
         self.upscale_combo.setAccessibleName("Upscale the photo")
         self.upscale_combo.addItem("No: keep the size", None)
         self.upscale_combo.addItem("×2 — faces restored at the new size", 2)
         self.upscale_combo.addItem("×4 — faces restored at the new size", 4)
+        # which network enlarges: SESR is fast (×2, ×4); FALSR-C is better and ~10× slower (×2 only)
+        self.upscale_model_combo = QComboBox(up_box)
+        self.upscale_model_combo.setObjectName("upscaleModelCombo")
+        self.upscale_model_combo.setAccessibleName("Upscaling network")
+        self.upscale_model_combo.addItem("Fast (SESR)", "sesr")
+        self.upscale_model_combo.addItem("Best quality (FALSR-C, ×2 only)", "falsr")
+        self._scale_reasons: dict[int, str | None] = {}
         uh = QHBoxLayout(up_box)
         uh.addWidget(self.upscale_combo, 1)
+        uh.addWidget(self.upscale_model_combo, 1)
 
         # --- faces -----------------------------------------------------------------------
         faces_box = QGroupBox("Faces (tick to restore; click a box in the photo too)", self)
@@ -177,6 +186,7 @@ class QualityPanel(QWidget):
         self.auto.toggled.connect(self._on_auto)
         self.blend.valueChanged.connect(self._on_blend)
         self.upscale_combo.currentIndexChanged.connect(self._on_upscale)
+        self.upscale_model_combo.currentIndexChanged.connect(self._on_upscale_model)
         self.face_list.itemChanged.connect(self._on_item_changed)
         self.face_list.currentRowChanged.connect(self._on_current_row)
         self._refresh_labels()
@@ -273,16 +283,63 @@ class QualityPanel(QWidget):
         finally:
             self._updating = False
 
-    def set_upscale_available(self, available: dict[int, str | None]) -> None:
-        """scale → None where its model exists, else why not (the item is disabled, with the reason)."""
-        for scale, reason in available.items():
-            idx = self.upscale_combo.findData(scale)
-            item = self.upscale_combo.model().item(idx)
+    def set_upscale_available(self, available: dict[int, str | None], models: dict[str, str | None] | None = None) -> None:
+        """scale → None where its model exists, else why not (the item is disabled, with the reason);
+        ``models``: the same for the networks ("sesr", "falsr")."""
+        self._scale_reasons = dict(available)
+        for family, reason in (models or {}).items():
+            item = self.upscale_model_combo.model().item(self.upscale_model_combo.findData(family))
+            if item is not None:
+                item.setEnabled(reason is None)
+                item.setToolTip(reason or "")
+        if not self.upscale_model_combo.model().item(self.upscale_model_combo.currentIndex()).isEnabled():
+            self.upscale_model_combo.setCurrentIndex(0)
+        self._apply_scale_availability()
+
+    def _apply_scale_availability(self) -> None:
+        falsr = self.upscale_model == "falsr"
+        for scale in (2, 4):
+            reason = self._scale_reasons.get(scale)
+            if reason is None and falsr and scale == 4:
+                reason = "FALSR-C enlarges ×2 only: choose Fast (SESR) for ×4."
+            item = self.upscale_combo.model().item(self.upscale_combo.findData(scale))
             item.setEnabled(reason is None)
             item.setToolTip(reason or "")
         current = self.upscale_combo.model().item(self.upscale_combo.currentIndex())
         if not current.isEnabled():
-            self.upscale_combo.setCurrentIndex(0)
+            # FALSR asked for while ×4 was chosen: ×2 with FALSR, not "no upscaling"
+            two = self.upscale_combo.model().item(self.upscale_combo.findData(2))
+            self.upscale_combo.setCurrentIndex(self.upscale_combo.findData(2) if two.isEnabled() else 0)
+
+    @property
+    def upscale_model(self) -> str:
+        return self.upscale_model_combo.currentData() or "sesr"
+
+    def set_upscale_model(self, family: str, emit: bool = True) -> None:
+        idx = self.upscale_model_combo.findData(family)
+        item = self.upscale_model_combo.model().item(idx) if idx >= 0 else None
+        if item is None or not item.isEnabled():
+            idx = 0
+        self._updating = not emit
+        try:
+            self.upscale_model_combo.setCurrentIndex(idx)
+        finally:
+            self._updating = False
+        if not emit:
+            self._apply_scale_availability()
+
+    def _on_upscale_model(self, index: int) -> None:
+        before = self.upscale
+        updating = self._updating
+        self._updating = True  # a scale forced from ×4 to ×2 is part of this one change
+        try:
+            self._apply_scale_availability()
+        finally:
+            self._updating = updating
+        if not self._updating:
+            if self.upscale != before:
+                self.upscaleChanged.emit(self.upscale)
+            self.upscaleModelChanged.emit(self.upscale_model_combo.itemData(index))
 
     def _on_upscale(self, index: int) -> None:
         if not self._updating:

@@ -78,6 +78,15 @@ class Settings:
         self._q.setValue("restore/upscale", str(value or ""))
 
     @property
+    def upscale_model(self) -> str:
+        value = str(self._q.value("restore/upscale_model", "sesr"))
+        return value if value in ("sesr", "falsr") else "sesr"
+
+    @upscale_model.setter
+    def upscale_model(self, value: str) -> None:
+        self._q.setValue("restore/upscale_model", value if value in ("sesr", "falsr") else "sesr")
+
+    @property
     def model_path(self) -> str:
         return self._get("restore/model", "", str)
 

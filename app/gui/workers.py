@@ -70,7 +70,8 @@ class RenderJob:
     blend: float
     current: int = 0
     show_cycle: int | None = None
-    upscale: int | None = None  # 2 or 4: SESR enlarges the photo, faces are restored at that scale
+    upscale: int | None = None  # 2 or 4: the photo is enlarged, faces are restored at that scale
+    upscale_model: str = "sesr"  # the network that enlarges: "sesr" (fast) or "falsr" (×2, better)
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
@@ -89,6 +90,7 @@ class _View:
     crops: list
     cycles: dict[int, list[np.ndarray]] = field(default_factory=dict)
     converged: dict[int, bool] = field(default_factory=dict)
+    family: str | None = None  # the upscaling network ("sesr", "falsr"); None at scale 1
 
 
 @dataclass
@@ -296,18 +298,23 @@ class EngineWorker(QThread):
         # the screen copy is made here: for a 50 MP photo it takes a noticeable time
         self.photoReady.emit(job.doc, photo, list(faces), list(crops), array_to_qimage(photo.rgb))
 
-    def _view(self, scale: int, cancel: threading.Event) -> _View:
-        """The photo at ``scale``: upscaled by the pipeline's SESR upscaler the first time it is
-        asked for, its faces scaled and cut again from the larger photo (as Pipeline.run does)."""
+    def _view(self, scale: int, cancel: threading.Event, family: str = "sesr") -> _View:
+        """The photo at ``scale``: upscaled by the ``family`` network the first time it is asked
+        for (again when the network changes), its faces scaled and cut again from the larger
+        photo (as Pipeline.run does)."""
         st = self._state
-        if scale in st.views:
-            return st.views[scale]
+        view = st.views.get(scale)
+        if view is not None and (scale == 1 or view.family == family):
+            return view
         pipeline = self._get_pipeline()
-        self.busyChanged.emit(True, f"Upscaling the photo ×{scale}…")
-        up = pipeline._upscaler(scale, None)
+        name = "FALSR-C" if family == "falsr" else "SESR"
+        self.busyChanged.emit(True, f"Upscaling the photo ×{scale} ({name})…")
+        from app.core.upscaler import default_upscaler_path
+
+        up = pipeline._upscaler(scale, default_upscaler_path(scale, family=family))
         rgb = up.upscale(st.photo.rgb, cancel=cancel)
         faces = [f.scaled(scale) for f in st.faces]
-        view = _View(rgb, pipeline.align(rgb, faces) if faces else [])
+        view = _View(rgb, pipeline.align(rgb, faces) if faces else [], family=family)
         st.views[scale] = view
         log.info("upscaled ×%d with %s: %d×%d", scale, getattr(up, "name", "SESR"), rgb.shape[1], rgb.shape[0])
         return view
@@ -350,7 +357,7 @@ class EngineWorker(QThread):
         if job.doc != st.doc or st.photo is None:
             return
         scale = int(job.upscale or 1)
-        view = self._view(scale, job.cancel)
+        view = self._view(scale, job.cancel, job.upscale_model)
         included = [i for i in job.included if 0 <= i < len(st.crops)]
         order = list(included)
         if 0 <= job.current < len(st.crops):
@@ -389,7 +396,7 @@ class EngineWorker(QThread):
         if job.cancel.is_set():
             raise Cancelled("cancelled")
         info = {"cycles": used, "k": job.k, "show_cycle": job.show_cycle, "blend": job.blend,
-                "upscale": scale, "qimage": array_to_qimage(rgb)}
+                "upscale": scale, "upscale_model": view.family, "qimage": array_to_qimage(rgb)}
         self.resultReady.emit(job.doc, rgb, info)
 
 

@@ -273,25 +273,35 @@ class QualityPanel(QWidget):
         return self.upscale_combo.currentData()
 
     def set_upscale(self, scale: int | None, emit: bool = True) -> None:
-        idx = self.upscale_combo.findData(scale)
-        item = self.upscale_combo.model().item(idx) if idx >= 0 else None
+        self._select(self.upscale_combo, scale, emit)
+
+    def _select(self, combo: QComboBox, data, emit: bool) -> None:
+        """Choose the item holding ``data`` (the first item where it is missing or disabled);
+        ``emit=False`` changes it without telling the window (restoring saved settings)."""
+        idx = combo.findData(data)
+        item = combo.model().item(idx) if idx >= 0 else None
         if item is None or not item.isEnabled():
             idx = 0
         self._updating = not emit
         try:
-            self.upscale_combo.setCurrentIndex(idx)
+            combo.setCurrentIndex(idx)
         finally:
             self._updating = False
+
+    @staticmethod
+    def _enable(combo: QComboBox, data, reason: str | None) -> None:
+        """Enable the item holding ``data`` where ``reason`` is None, else disable it and say why."""
+        item = combo.model().item(combo.findData(data))
+        if item is not None:
+            item.setEnabled(reason is None)
+            item.setToolTip(reason or "")
 
     def set_upscale_available(self, available: dict[int, str | None], models: dict[str, str | None] | None = None) -> None:
         """scale → None where its model exists, else why not (the item is disabled, with the reason);
         ``models``: the same for the networks ("sesr", "falsr")."""
         self._scale_reasons = dict(available)
         for family, reason in (models or {}).items():
-            item = self.upscale_model_combo.model().item(self.upscale_model_combo.findData(family))
-            if item is not None:
-                item.setEnabled(reason is None)
-                item.setToolTip(reason or "")
+            self._enable(self.upscale_model_combo, family, reason)
         if not self.upscale_model_combo.model().item(self.upscale_model_combo.currentIndex()).isEnabled():
             self.upscale_model_combo.setCurrentIndex(0)
         self._apply_scale_availability()
@@ -302,9 +312,7 @@ class QualityPanel(QWidget):
             reason = self._scale_reasons.get(scale)
             if reason is None and falsr and scale == 4:
                 reason = "FALSR-C enlarges ×2 only: choose Fast (SESR) for ×4."
-            item = self.upscale_combo.model().item(self.upscale_combo.findData(scale))
-            item.setEnabled(reason is None)
-            item.setToolTip(reason or "")
+            self._enable(self.upscale_combo, scale, reason)
         current = self.upscale_combo.model().item(self.upscale_combo.currentIndex())
         if not current.isEnabled():
             # FALSR asked for while ×4 was chosen: ×2 with FALSR, not "no upscaling"
@@ -316,15 +324,7 @@ class QualityPanel(QWidget):
         return self.upscale_model_combo.currentData() or "sesr"
 
     def set_upscale_model(self, family: str, emit: bool = True) -> None:
-        idx = self.upscale_model_combo.findData(family)
-        item = self.upscale_model_combo.model().item(idx) if idx >= 0 else None
-        if item is None or not item.isEnabled():
-            idx = 0
-        self._updating = not emit
-        try:
-            self.upscale_model_combo.setCurrentIndex(idx)
-        finally:
-            self._updating = False
+        self._select(self.upscale_model_combo, family, emit)
         if not emit:
             self._apply_scale_availability()
 

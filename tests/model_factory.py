@@ -62,7 +62,7 @@ def build_cfrnet_like(
         w2[c, c, 0, 0] = strength
         w2[c, 3 + c, 0, 0] = -strength
         w2[c, 6 + c, 0, 0] = -pull
-    b2 = np.full(3, tone, np.float32)
+    b2 = np.broadcast_to(np.asarray(tone, np.float32), (3,)).copy()  # one tone, or one per colour (a tint)
 
     n = "N" if dynamic_batch else 1
     hw = [size, size] if size is not None else ["H", "W"]

@@ -148,7 +148,8 @@ def test_open_photo_lists_faces(qtbot, window, test_data):
 
 
 def test_slider_to_three_fills_three_cycles_in_order(qtbot, window, test_data, tiny_model):
-    from app.core.restorer import Restorer
+    from app.core.align import in_print_tone
+    from app.core.restorer import Restorer, to_float01
     from app.gui.cycle_preview import THUMB
     from app.gui.imaging import qimage_to_array, thumbnail
 
@@ -174,12 +175,13 @@ def test_slider_to_three_fills_three_cycles_in_order(qtbot, window, test_data, t
     current = window.quality.current_face()
     assert [e for e in events if e[0] == "cycle" and e[1] == current] == [("cycle", current, 2), ("cycle", current, 3)]
     assert events[-1] == ("result",) and {e[2] for e in events if e[0] == "cycle"} == {2, 3}, events
-    # each thumbnail is that cycle of the engine, computed here independently
+    # each thumbnail is that cycle of the engine, computed here independently, in the print's
+    # tone as paste-back uses it (unchanged on a colour photo)
     crop = window.crops[current].image
     cycles = list(Restorer(tiny_model).restore(crop, 3))
     for j, thumb in enumerate(thumbs):
         shown = qimage_to_array(thumb.pixmap().toImage())
-        expected = qimage_to_array(thumbnail(cycles[j], THUMB))
+        expected = qimage_to_array(thumbnail(in_print_tone(cycles[j], to_float01(crop)), THUMB))
         assert shown.shape == expected.shape
         assert np.abs(shown.astype(int) - expected.astype(int)).max() <= 1
     assert len(preview.deltas()) == 3 and all(d > 0 for d in preview.deltas())
@@ -195,6 +197,34 @@ def test_slider_to_three_fills_three_cycles_in_order(qtbot, window, test_data, t
     qtbot.mouseClick(thumbs[0], Qt.MouseButton.LeftButton)
     _wait_result(qtbot, window, show_cycle=1)
     assert window.compare.result_label == "Cycle 1"
+
+
+def test_strip_shows_a_black_and_white_print_in_its_own_tone(qtbot, test_data, tmp_path, settings_path):
+    """On a B&W print paste-back keeps the print's tone, so the strip must not show the model's
+    colours either: with a model that tints every cycle, each thumbnail of a grey photo is grey."""
+    from app.core.io import load_image, save_image
+    from app.core.restorer import Restorer
+    from app.gui.imaging import qimage_to_array
+
+    tinting = make_cfrnet_like(tmp_path / "tint.onnx", "fp32", strength=0.5, tone=(0.06, 0.0, -0.06))
+    rgb = load_image(test_data / PHOTO).rgb
+    grey = np.repeat(rgb.mean(axis=2, keepdims=True).round().astype(np.uint8), 3, axis=2)
+    save_image(tmp_path / "grey.png", grey)
+    w = _open_window(qtbot, tinting)
+    try:
+        qtbot.waitUntil(lambda: w.model_info is not None, timeout=WAIT)
+        w.quality.set_k(2)
+        _open_and_restore(qtbot, w, tmp_path / "grey.png")
+        thumbs = w.preview.thumbnails()
+        assert len(thumbs) == 2
+        for thumb in thumbs:
+            shown = qimage_to_array(thumb.pixmap().toImage()).astype(int)
+            assert np.abs(shown[..., 0] - shown[..., 2]).max() <= 2, "a thumbnail of a grey print is coloured"
+        # the check means something: the engine's own cycles of this face are tinted
+        raw = list(Restorer(tinting).restore(w.crops[w.quality.current_face()].image, 2))
+        assert min(float(np.mean(c[..., 0] - c[..., 2])) for c in raw) > 0.05
+    finally:
+        _close(w)
 
 
 def test_blend_and_face_toggles_change_the_result(qtbot, window, test_data):

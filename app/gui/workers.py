@@ -24,7 +24,9 @@ from typing import Any, Callable
 import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThread, Signal
 
+from app.core.align import in_print_tone
 from app.core.errors import Cancelled, CfrError
+from app.core.restorer import to_float01
 from app.gui.imaging import array_to_qimage
 
 log = logging.getLogger("cfr.gui.workers")
@@ -38,14 +40,6 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, CfrError):
         return str(exc)
     return f"Unexpected error: {type(exc).__name__}: {exc}"
-
-
-def to_float01(img: np.ndarray) -> np.ndarray:
-    if img.dtype == np.uint8:
-        return img.astype(np.float32) / 255.0
-    if img.dtype == np.uint16:
-        return img.astype(np.float32) / 65535.0
-    return img.astype(np.float32, copy=False)
 
 
 # ------------------------------------------------------------------------------------- jobs
@@ -330,11 +324,12 @@ class EngineWorker(QThread):
         if auto and view.converged.get(idx):
             return cache
         crop = view.crops[idx].image
+        original = to_float01(crop)
         while len(cache) < target:
             if cancel.is_set():
                 raise Cancelled("cancelled")
             start = cache[-1] if cache else crop
-            previous = cache[-1] if cache else to_float01(crop)
+            previous = cache[-1] if cache else original
             n_more = 1 if auto else target - len(cache)
             t0 = time.perf_counter()
             for out in self._restorer.restore(start, n_more, cancel=cancel):
@@ -342,7 +337,10 @@ class EngineWorker(QThread):
                 out = np.asarray(out, dtype=np.float32)
                 delta = float(np.mean(np.abs(out - previous)))
                 cache.append(out)
-                self.cycleReady.emit(st.doc, idx, len(cache), out, delta, seconds, scale)
+                # the strip shows the cycle as it will be pasted back: on a B&W or toned print the
+                # model's colours are not used, so showing them would misrepresent the result
+                shown = in_print_tone(out, original)
+                self.cycleReady.emit(st.doc, idx, len(cache), shown, delta, seconds, scale)
                 previous = out
                 t0 = time.perf_counter()
                 if auto and delta < self.auto_threshold:

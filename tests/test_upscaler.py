@@ -154,3 +154,17 @@ def test_cli_upscale_real_file(models, test_data, tmp_path, capsys):
     assert main(["upscale", str(src), "-o", str(tmp_path / "b4.jpg"), "--scale", "4",
                  "--model", str(models["x4"])]) == 0
     assert load_image(tmp_path / "b4.jpg").rgb.shape == (4 * h, 4 * w, 3)
+
+
+def test_default_model_per_family_ignores_other_variants(tmp_path, monkeypatch):
+    """A larger or extra variant beside the shipped one (SESR-M11, FALSR-B) never becomes the default."""
+    from app.core.upscaler import default_upscaler_path
+
+    monkeypatch.setenv("CFR_MODELS", str(tmp_path))
+    for name in ("falsr_b_x2_int8.onnx", "falsr_c_x2_int8.onnx", "sesr_m11_x2_int8.onnx", "sesr_m5_x2_int8.onnx",
+                 "sesr_m11_x4_fp32.onnx"):
+        (tmp_path / name).write_bytes(b"")
+    assert default_upscaler_path(2, family="falsr").name == "falsr_c_x2_int8.onnx"
+    assert default_upscaler_path(2).name == "sesr_m5_x2_int8.onnx"
+    # no preferred file: the first of the family at that scale and precision
+    assert default_upscaler_path(4, precision="fp32").name == "sesr_m11_x4_fp32.onnx"

@@ -65,15 +65,19 @@ def models_dir() -> Path:
     return shipped_models_dir()
 
 
+DEFAULT_VARIANT = {"sesr": "m5", "falsr": "c"}
+
+
 def default_upscaler_path(scale: int = 2, family: str = "sesr", precision: str = "int8") -> Path:
-    """The shipped model for ``scale``: ``models/sesr_m5_x2_int8.onnx`` and the like. For another
-    family (e.g. 'falsr') the first ``{family}_*x{scale}_{precision}.onnx`` found."""
+    """The shipped model for ``scale``: ``models/sesr_m5_x2_int8.onnx`` and the like; for 'falsr'
+    FALSR-C (``falsr_c_x2_…``). Else the first ``{family}_*x{scale}_{precision}.onnx`` found."""
     if scale not in (2, 4):
         raise ValueError("scale must be 2 or 4")
     if precision not in ("int8", "fp32"):
         raise ValueError("precision must be 'int8' or 'fp32'")
     folder = models_dir()
-    preferred = folder / f"{family}_m5_x{scale}_{precision}.onnx"
+    # named, so that another variant in models/ (SESR-M11, FALSR-B) never becomes the default
+    preferred = folder / f"{family}_{DEFAULT_VARIANT.get(family, 'm5')}_x{scale}_{precision}.onnx"
     if preferred.is_file():
         return preferred
     found = sorted(folder.glob(f"{family}_*x{scale}_{precision}.onnx"))

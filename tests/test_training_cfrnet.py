@@ -120,6 +120,31 @@ def test_ccfp_training_steps_reduce_the_loss(shared_data):
     assert after < 0.97 * before  # measured: 0.951 after 20 steps
 
 
+def test_late_cycle_lpips_weight_changes_only_cycles_from_three(shared_data):
+    """--lpips-late: λ_LPIPS of cycles ≥ 3; cycles 1 and 2 keep the criterion's own λ."""
+    from training.cfrnet import build
+    from training.degrade import degrade
+    from training.losses import RestorationLoss
+    from training.train_cfrnet import step_loss, to_tensor
+
+    rng = np.random.default_rng(1)
+    clean = _faces(shared_data, 2, 64)
+    y = to_tensor(clean)
+    x = to_tensor(np.stack([degrade(c, rng) for c in clean]))
+    torch.manual_seed(0)
+    net = build().eval()
+    crit = RestorationLoss(lpips_weight=0.03, lpips_path=shared_data / "metrics" / "lpips_alex.onnx")
+
+    def run(k, late):
+        with torch.no_grad():
+            return step_loss(net, crit, x, y, k, False, None, clean_n=1, lpips_late=late)[1]
+
+    same, late = run(3, None), run(3, 0.3)
+    assert late["c1"] == same["c1"] and late["c2"] == same["c2"]
+    assert late["c3"] > same["c3"] + 1e-4  # cycle 3 carries the larger perceptual term
+    assert run(2, 0.3) == run(2, None)  # K = 2 has no late cycle
+
+
 def test_training_run_checkpoints_and_resumes(shared_data, tmp_path):
     from training.train_cfrnet import main
 

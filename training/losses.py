@@ -88,10 +88,12 @@ class RestorationLoss(nn.Module):
         with torch.no_grad():
             return self.lpips.features(y)
 
-    def forward(self, pred: torch.Tensor, y: torch.Tensor, y_feats=None) -> torch.Tensor:
+    def forward(self, pred: torch.Tensor, y: torch.Tensor, y_feats=None, lpips_weight: float | None = None) -> torch.Tensor:
+        """``lpips_weight`` overrides λ for this call (e.g. a later cycle's)."""
         loss = F.l1_loss(pred, y)
-        if self.lpips is not None:
-            loss = loss + self.lpips_weight * self.lpips(pred, y, y_feats).mean()
+        weight = self.lpips_weight if lpips_weight is None else lpips_weight
+        if self.lpips is not None and weight > 0:
+            loss = loss + weight * self.lpips(pred, y, y_feats).mean()
         return loss
 
 

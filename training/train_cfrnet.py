@@ -124,10 +124,12 @@ def cpu_has_bf16() -> bool:
 
 # ----------------------------------------------------------------------------------------- loss
 def step_loss(model, crit, x: torch.Tensor, y: torch.Tensor, k: int, redeg: bool, degrade_batch,
-              idem_w: float = 0.5, redeg_w: float = 0.5, clean_n: int = 2):
+              idem_w: float = 0.5, redeg_w: float = 0.5, clean_n: int = 2, lpips_late: float | None = None):
     """The training loss of one batch. k = 1: ℓ(f(x), y) (the baseline, and CCFP's pre-training).
     k ≥ 2: the three CCFP parts (see the module docstring). ``degrade_batch`` maps uint8 N×H×W×3
-    to a freshly degraded copy (D′). Returns (loss, dict of the terms as floats)."""
+    to a freshly degraded copy (D′). ``lpips_late``: λ_LPIPS of cycles 3 and later (None: the
+    criterion's own), so that k = 3 is pulled towards perceptual quality and k = 2 stays the
+    fidelity point. Returns (loss, dict of the terms as floats)."""
     y_feats = crit.target_features(y)
     logs = {}
     if k == 1:
@@ -140,7 +142,7 @@ def step_loss(model, crit, x: torch.Tensor, y: torch.Tensor, k: int, redeg: bool
     for j in range(k):
         cur = model(cur)
         outs.append(cur)
-        lj = crit(cur, y, y_feats)
+        lj = crit(cur, y, y_feats, lpips_late if j >= 2 else None)
         loss = loss + ws[j] * lj
         logs[f"c{j + 1}"] = lj.item()
     out1 = outs[0]
@@ -257,6 +259,8 @@ def main(argv=None) -> int:
     # 0.1 until step 3,633 of the standing run: LPIPS improved fast but PSNR stalled at +0.4 dB, so
     # from there the pixel term leads (the model card has the schedule)
     ap.add_argument("--lpips", type=float, default=0.03, help="λ of the LPIPS term")
+    ap.add_argument("--lpips-late", type=float, default=None,
+                    help="λ of the LPIPS term for cycles 3 and later (default: --lpips)")
     ap.add_argument("--idem", type=float, default=0.5, help="weight of the idempotence terms")
     ap.add_argument("--redeg", type=float, default=0.5, help="weight of the re-degradation term")
     ap.add_argument("--redeg-every", type=int, default=2)
@@ -409,7 +413,8 @@ def main(argv=None) -> int:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
             loss, logs = step_loss(lambda t: model(t).float(), crit, x, y, k,
                                    step % a.redeg_every == 0, sampler.degrade_batch,
-                                   idem_w=a.idem, redeg_w=a.redeg, clean_n=a.clean_per_batch)
+                                   idem_w=a.idem, redeg_w=a.redeg, clean_n=a.clean_per_batch,
+                                   lpips_late=a.lpips_late)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)

@@ -221,8 +221,12 @@ def test_strip_shows_a_black_and_white_print_in_its_own_tone(qtbot, test_data, t
             shown = qimage_to_array(thumb.pixmap().toImage()).astype(int)
             assert np.abs(shown[..., 0] - shown[..., 2]).max() <= 2, "a thumbnail of a grey print is coloured"
         # the check means something: the engine's own cycles of this face are tinted
-        raw = list(Restorer(tinting).restore(w.crops[w.quality.current_face()].image, 2))
+        crop = w.crops[w.quality.current_face()].image
+        raw = list(Restorer(tinting).restore(crop, 2))
         assert min(float(np.mean(c[..., 0] - c[..., 2])) for c in raw) > 0.05
+        # and the plotted change is the change seen in the strip, not the tint the model adds
+        raw_first_change = float(np.mean(np.abs(raw[0] - crop.astype(np.float32) / 255)))
+        assert 0 < w.preview.deltas()[0] < raw_first_change
     finally:
         _close(w)
 

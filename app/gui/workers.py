@@ -330,6 +330,10 @@ class EngineWorker(QThread):
                 raise Cancelled("cancelled")
             start = cache[-1] if cache else crop
             previous = cache[-1] if cache else original
+            # the strip shows each cycle as it will be pasted back, and its change as seen there:
+            # on a B&W or toned print the model's colours are not used, so showing them (or
+            # counting them as change) would misrepresent the result. Auto-stop uses the raw cycles.
+            previous_shown = in_print_tone(previous, original) if cache else original
             n_more = 1 if auto else target - len(cache)
             t0 = time.perf_counter()
             for out in self._restorer.restore(start, n_more, cancel=cancel):
@@ -337,11 +341,10 @@ class EngineWorker(QThread):
                 out = np.asarray(out, dtype=np.float32)
                 delta = float(np.mean(np.abs(out - previous)))
                 cache.append(out)
-                # the strip shows the cycle as it will be pasted back: on a B&W or toned print the
-                # model's colours are not used, so showing them would misrepresent the result
                 shown = in_print_tone(out, original)
-                self.cycleReady.emit(st.doc, idx, len(cache), shown, delta, seconds, scale)
-                previous = out
+                shown_delta = float(np.mean(np.abs(shown - previous_shown)))
+                self.cycleReady.emit(st.doc, idx, len(cache), shown, shown_delta, seconds, scale)
+                previous, previous_shown = out, shown
                 t0 = time.perf_counter()
                 if auto and delta < self.auto_threshold:
                     view.converged[idx] = True

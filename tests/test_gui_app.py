@@ -165,6 +165,9 @@ def test_slider_to_three_fills_three_cycles_in_order(qtbot, window, test_data, t
     slider = window.findChild(QSlider, "qualitySlider")
     slider.setValue(3)
     _wait_result(qtbot, window, k=3)
+    # the window's own slot and this recorder get separate queued events; the worker may post the
+    # second after the GUI thread has handled the first, so wait for it too
+    qtbot.waitUntil(lambda: ("result",) in events, timeout=WAIT)
 
     thumbs = preview.thumbnails()
     assert [t.objectName() for t in thumbs] == ["cycleThumb1", "cycleThumb2", "cycleThumb3"]

@@ -145,6 +145,21 @@ def test_late_cycle_lpips_weight_changes_only_cycles_from_three(shared_data):
     assert run(2, 0.3) == run(2, None)  # K = 2 has no late cycle
 
 
+def test_grid_metric_sees_a_period_four_pattern_and_not_noise():
+    from training.train_cfrnet import grid_batch
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(2, 3, 64, 64, generator=g)
+    dots = torch.zeros(1, 1, 64, 64)
+    dots[..., ::4, ::4] = 8 / 255  # an 8-level dot every 4 px
+    noise = (torch.rand(2, 3, 64, 64, generator=g) - 0.5) * 16 / 255  # as strong, but no period
+    clean = y.clamp(0.1, 0.9)
+    assert grid_batch(clean, clean).max() < 1e-4
+    with_dots, with_noise = grid_batch(clean + dots, clean), grid_batch(clean + noise, clean)
+    assert torch.allclose(with_dots, torch.full((2,), 8 * 15**0.5 / 16), atol=0.01)  # RMS of the dot pattern
+    assert with_noise.max() < 0.5 * with_dots.min()
+
+
 def test_training_run_checkpoints_and_resumes(shared_data, tmp_path):
     from training.train_cfrnet import main
 

@@ -172,23 +172,36 @@ def psnr_batch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1 / mse)
 
 
+def grid_batch(a: torch.Tensor, b: torch.Tensor, period: int = 4) -> torch.Tensor:
+    """Per sample, the amplitude (8-bit levels, RMS) of the error's period-4 pattern: the error
+    a − b averaged over each of the 4×4 pixel phases, minus its mean. The pixel-shuffle trunk can
+    lay a regular dot grid over a face that LPIPS rewards and PSNR hardly sees (step 12,054:
+    1.9 against 0.9 at step 6,000 and 0.2 for the degraded input, 48 val faces at k = 2)."""
+    e = a.clamp(0, 1) - b
+    n, c, h, w = e.shape
+    e = e[:, :, : h - h % period, : w - w % period]
+    phases = e.reshape(n, c, h // period, period, w // period, period).mean((2, 4))
+    return ((phases - phases.mean((2, 3), keepdim=True)) ** 2).mean((1, 2, 3)).sqrt() * 255
+
+
 @torch.no_grad()
 def evaluate(model, val_clean: np.ndarray, val_deg: np.ndarray, lpips, ks=(1, 2, 3, 6),
              batch: int = 8) -> dict:
-    """Mean PSNR/LPIPS of the input and of k cycles (clamped to [0, 1] between cycles, as the app
-    does) and the drift mean|f^k − f^(k−1)| per k."""
+    """Mean PSNR/LPIPS/grid (``grid_batch``) of the input and of k cycles (clamped to [0, 1]
+    between cycles, as the app does) and the drift mean|f^k − f^(k−1)| per k."""
     model.eval()
     kmax = max(ks)
-    res = {"n": len(val_clean), "psnr_in": [], "lpips_in": []}
+    res = {"n": len(val_clean), "psnr_in": [], "lpips_in": [], "grid_in": []}
     for k in range(1, kmax + 1):
         res[f"drift_{k}"] = []
         if k in ks:
-            res[f"psnr_{k}"], res[f"lpips_{k}"] = [], []
+            res[f"psnr_{k}"], res[f"lpips_{k}"], res[f"grid_{k}"] = [], [], []
     for i in range(0, len(val_clean), batch):
         y = to_tensor(val_clean[i:i + batch])
         x = to_tensor(val_deg[i:i + batch])
         res["psnr_in"] += psnr_batch(x, y).tolist()
         res["lpips_in"] += lpips(x, y).tolist()
+        res["grid_in"] += grid_batch(x, y).tolist()
         prev = x
         for k in range(1, kmax + 1):
             cur = model(prev).clamp(0, 1)
@@ -196,6 +209,7 @@ def evaluate(model, val_clean: np.ndarray, val_deg: np.ndarray, lpips, ks=(1, 2,
             if k in ks:
                 res[f"psnr_{k}"] += psnr_batch(cur, y).tolist()
                 res[f"lpips_{k}"] += lpips(cur, y).tolist()
+                res[f"grid_{k}"] += grid_batch(cur, y).tolist()
             prev = cur
     model.train()
     out = {k: (round(float(np.mean(v)), 5) if isinstance(v, list) else v) for k, v in res.items()}

@@ -213,14 +213,17 @@ def keep_print_tone(restored: np.ndarray, original: np.ndarray) -> np.ndarray:
     return (restored @ _LUMA)[..., None] + chroma
 
 
+def is_print_tone(original: np.ndarray, weight: np.ndarray | None = None) -> bool:
+    """Whether a face crop (float RGB) is from a B&W or toned print (see MONOCHROME_CHROMA_STD)."""
+    if weight is None:
+        weight = face_mask(original.shape[0], 0.1)
+    return chroma_spread(original, weight) < MONOCHROME_CHROMA_STD
+
+
 def in_print_tone(restored: np.ndarray, original: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
     """``restored`` (float RGB) as paste-back uses it: in the original's colour where the original
     face (float RGB, same size) is from a B&W or toned print, unchanged on a colour photo."""
-    if weight is None:
-        weight = face_mask(original.shape[0], 0.1)
-    if chroma_spread(original, weight) < MONOCHROME_CHROMA_STD:
-        return keep_print_tone(restored, original)
-    return restored
+    return keep_print_tone(restored, original) if is_print_tone(original, weight) else restored
 
 
 def paste_back(

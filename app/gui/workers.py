@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThread, Signal
 
-from app.core.align import in_print_tone
+from app.core.align import is_print_tone, keep_print_tone
 from app.core.errors import Cancelled, CfrError
 from app.core.restorer import to_float01
 from app.gui.imaging import array_to_qimage
@@ -321,19 +321,24 @@ class EngineWorker(QThread):
             raise CfrError("No restoration model is loaded (see the message at the top of the window).")
         auto = k == "auto"
         target = self.max_auto_cycles if auto else int(k)
-        if auto and view.converged.get(idx):
+        if (auto and view.converged.get(idx)) or len(cache) >= target:
             return cache
         crop = view.crops[idx].image
         original = to_float01(crop)
+        # the strip shows each cycle as it will be pasted back, and its change as seen there: on a
+        # B&W or toned print the model's colours are not used, so showing them (or counting them as
+        # change) would misrepresent the result. Auto-stop uses the raw cycles.
+        print_tone = is_print_tone(original)
+
+        def as_shown(cycle: np.ndarray) -> np.ndarray:
+            return keep_print_tone(cycle, original) if print_tone else cycle
+
+        previous = cache[-1] if cache else original
+        previous_shown = as_shown(previous) if cache else original
         while len(cache) < target:
             if cancel.is_set():
                 raise Cancelled("cancelled")
             start = cache[-1] if cache else crop
-            previous = cache[-1] if cache else original
-            # the strip shows each cycle as it will be pasted back, and its change as seen there:
-            # on a B&W or toned print the model's colours are not used, so showing them (or
-            # counting them as change) would misrepresent the result. Auto-stop uses the raw cycles.
-            previous_shown = in_print_tone(previous, original) if cache else original
             n_more = 1 if auto else target - len(cache)
             t0 = time.perf_counter()
             for out in self._restorer.restore(start, n_more, cancel=cancel):
@@ -341,7 +346,7 @@ class EngineWorker(QThread):
                 out = np.asarray(out, dtype=np.float32)
                 delta = float(np.mean(np.abs(out - previous)))
                 cache.append(out)
-                shown = in_print_tone(out, original)
+                shown = as_shown(out)
                 shown_delta = float(np.mean(np.abs(shown - previous_shown)))
                 self.cycleReady.emit(st.doc, idx, len(cache), shown, shown_delta, seconds, scale)
                 previous, previous_shown = out, shown

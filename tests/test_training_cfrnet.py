@@ -160,6 +160,15 @@ def test_grid_metric_sees_a_period_four_pattern_and_not_noise():
     assert with_noise.max() < 0.5 * with_dots.min()
 
 
+def test_anneal_scale_ramps_down_over_the_last_steps():
+    from training.train_cfrnet import anneal_scale
+
+    assert anneal_scale(100, None, 50) == 1.0 and anneal_scale(100, 200, 0) == 1.0
+    assert anneal_scale(149, 200, 50) == 1.0
+    assert anneal_scale(175, 200, 50) == 0.5
+    assert anneal_scale(199, 200, 50) == 0.05  # never quite zero
+
+
 def test_selection_score_penalises_the_grid():
     from training.train_cfrnet import selection_score
 

@@ -67,6 +67,13 @@ def lr_at(step: int, base: float, warmup: int, total: int, floor: float) -> floa
     return floor + 0.5 * (base - floor) * (1 + math.cos(math.pi * t))
 
 
+def anneal_scale(step: int, stop: int | None, anneal_steps: int) -> float:
+    """1 until the last ``anneal_steps`` before ``stop``, then linearly down to 0.05."""
+    if not anneal_steps or stop is None or step < stop - anneal_steps:
+        return 1.0
+    return max(0.05, (stop - step) / anneal_steps)
+
+
 # ----------------------------------------------------------------------------------------- data
 class Sampler:
     """Random training crops (clean y, degraded x) from a pack, all randomness from one Generator."""
@@ -298,6 +305,10 @@ def main(argv=None) -> int:
                          "evaluation stay float32); auto = on when the CPU has AVX-512 BF16 or AMX, "
                          "where it makes a step ~1.9x faster")
     ap.add_argument("--steps", type=int, default=None, help="stop at this global step")
+    ap.add_argument("--anneal-steps", type=int, default=0,
+                    help="with --steps: over the last N steps scale the learning rate down linearly to "
+                         "5 %% (a release candidate; branch it with --branch-from so the standing run "
+                         "is not annealed)")
     ap.add_argument("--hours", type=float, default=None, help="stop after this many hours (this run)")
     ap.add_argument("--ckpt-min", type=float, default=5.0)
     ap.add_argument("--eval-min", type=float, default=15.0)
@@ -308,6 +319,8 @@ def main(argv=None) -> int:
     ap.add_argument("--config", type=str, default=None, help="CFRNet config as JSON (fresh runs)")
     a = ap.parse_args(argv)
 
+    if a.anneal_steps and a.steps is None:
+        ap.error("--anneal-steps needs --steps (the step the anneal ends at)")
     torch.set_num_threads(a.threads)
     cv2.setNumThreads(1)
     use_bf16 = a.bf16 == "on" or (a.bf16 == "auto" and cpu_has_bf16())
@@ -427,7 +440,8 @@ def main(argv=None) -> int:
         if a.hours is not None and time.time() - t_start > a.hours * 3600:
             break
         t0 = time.time()
-        lr = lr_at(step, a.lr, a.warmup, a.total_steps, a.lr_floor)
+        lr = lr_at(step, a.lr, a.warmup, a.total_steps, a.lr_floor) * anneal_scale(step, a.steps,
+                                                                                  a.anneal_steps)
         for g in opt.param_groups:
             g["lr"] = lr
         k = ccfp_k(step) if a.mode == "ccfp" else 1

@@ -173,3 +173,29 @@ def test_reference_lpips_split_equals_the_shipped_model(inputs, lpips, tmp_path)
     np.testing.assert_allclose(
         split.distance(inputs["face_ref"], others), [0.394931, 0.0437651, 0.064109, 0.0], atol=1e-5
     )
+
+
+def test_periodic_grid_sees_a_dot_grid_not_noise_or_a_constant():
+    from app.core.metrics import periodic_grid
+
+    rng = np.random.default_rng(0)
+    clean = rng.integers(20, 230, (64, 64, 3)).astype(np.uint8)
+    dotted = clean.copy()
+    dotted[::4, ::4] += 8  # an 8-level dot every 4 px: RMS over the 16 phases = 8·√15/16
+    noisy = np.clip(clean + rng.normal(0, 8, clean.shape), 0, 255).astype(np.uint8)
+    assert periodic_grid(clean, clean) == 0.0
+    assert periodic_grid(clean + 5, clean) < 1e-9  # a constant offset is no pattern
+    assert abs(periodic_grid(dotted, clean) - 8 * 15**0.5 / 16) < 1e-9
+    assert periodic_grid(noisy, clean) < 0.3 * periodic_grid(dotted, clean)
+    assert abs(periodic_grid(dotted / 255.0, clean / 255.0) - periodic_grid(dotted, clean)) < 1e-9
+
+
+def test_face_sheet_lays_out_input_models_and_clean():
+    from training.evaluate_cfrnet import Scores, face_sheet
+
+    faces = np.random.default_rng(1).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    model = Scores("m", kept={0: faces[1], 2: faces[0]})
+    sheet = face_sheet(list(faces), faces[::-1].copy(), [model], [0, 2], k=2)
+    assert sheet.shape == (28 + 2 * 64, 3 * 64, 3)  # header + 2 rows of 3 cells (32² centres at 2×)
+    first_row = sheet[28:28 + 64]
+    assert np.array_equal(first_row[:, 64:128], np.repeat(np.repeat(faces[1][16:48, 16:48], 2, 0), 2, 1))

@@ -32,13 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from app.core.metrics import DEFAULT_LPIPS_MODEL, Lpips, niqe, psnr, ssim
+from app.core.metrics import DEFAULT_LPIPS_MODEL, Lpips, niqe, periodic_grid, psnr, ssim
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("CFR_DATA", ROOT.parent / "shared" / "data"))
 CACHE = Path(os.path.expanduser("~/.cache/cfr-studio/eval"))
 MAX_K = 6
-METRICS = ("psnr", "ssim", "lpips", "niqe")
+METRICS = ("psnr", "ssim", "lpips", "niqe", "grid")
 # Targets from issue 10 ("What it must reach").
 TARGET_PSNR_GAIN_K2 = 1.5  # dB over the input at k = 2
 TARGET_LPIPS_DROP_K2 = 0.25  # fraction below the input at k = 2
@@ -87,6 +87,7 @@ class Scores:
     values: dict[str, dict[int, list[float]]] = field(default_factory=dict)
     drift: dict[int, list[float]] = field(default_factory=dict)  # k → mean|f^(k+1) − f^k| per face
     seconds_per_cycle: float = math.nan
+    kept: dict[int, np.ndarray] = field(default_factory=dict)  # face index → uint8 output for --sheet
 
     def add(self, metric: str, k: int, v: float) -> None:
         self.values.setdefault(metric, {}).setdefault(k, []).append(float(v))
@@ -151,10 +152,11 @@ class ReferenceLpips:
 
 
 def score_images(images: list[np.ndarray], clean: np.ndarray, lpips: ReferenceLpips) -> list[dict[str, float]]:
-    """PSNR/SSIM/LPIPS/NIQE of each uint8 image against one clean face (LPIPS as one batch)."""
+    """PSNR/SSIM/LPIPS/NIQE/grid of each uint8 image against one clean face (LPIPS as one batch)."""
     lp = lpips.distance(clean, np.stack(images))
     return [
-        {"psnr": psnr(im, clean, 255.0), "ssim": ssim(im, clean, 255.0), "lpips": float(d), "niqe": niqe(im)}
+        {"psnr": psnr(im, clean, 255.0), "ssim": ssim(im, clean, 255.0), "lpips": float(d), "niqe": niqe(im),
+         "grid": periodic_grid(im, clean)}
         for im, d in zip(images, np.atleast_1d(lp))
     ]
 
@@ -171,7 +173,8 @@ def resolve_model(spec: str) -> tuple[str, Path]:
 
 
 def evaluate_model(name: str, path: Path, inputs: list[np.ndarray], clean: np.ndarray, lpips: ReferenceLpips,
-                   threads: int, progress=None) -> Scores:
+                   threads: int, progress=None, keep: tuple[set[int], int] = (set(), 2)) -> Scores:
+    """Scores of one model on every face; ``keep`` = (face indices, k): those outputs are kept."""
     from app.core.restorer import Restorer
 
     restorer = Restorer(path, threads=threads)
@@ -191,6 +194,8 @@ def evaluate_model(name: str, path: Path, inputs: list[np.ndarray], clean: np.nd
         for k in range(1, MAX_K + 1):
             scores.drift.setdefault(k, []).append(float(np.mean(np.abs(cycles[k] - cycles[k - 1]))))
         outs = [to_uint8(c) for c in cycles[:MAX_K]]
+        if i in keep[0]:
+            scores.kept[i] = outs[keep[1] - 1]
         for k, s in enumerate(score_images(outs, y, lpips), start=1):
             for m in METRICS:
                 scores.add(m, k, s[m])
@@ -218,11 +223,13 @@ def markdown(input_s: Scores, clean_niqe: list[float], models: list[Scores], n_f
         f"CFRNet evaluation: {n_faces} faces of faces/val (aligned by the app), degraded with seed {seed}; "
         f"machine {platform.node()} ({platform.processor() or platform.machine()}).",
         "PSNR/SSIM/LPIPS against the clean aligned face on 256² RGB (8-bit outputs); NIQE on Y (lower is "
-        "better; clean faces: {:.3f}); drift = mean|f^(k+1)(x) − f^k(x)| in [0, 1] units.".format(np.mean(clean_niqe)),
+        "better; clean faces: {:.3f}); grid = RMS of the error's period-4 pattern in 8-bit levels "
+        "(app.core.metrics.periodic_grid; a pixel-shuffle dot grid raises it); drift = mean|f^(k+1)(x) − f^k(x)| "
+        "in [0, 1] units.".format(np.mean(clean_niqe)),
         "",
-        "| Model | k | PSNR (dB) | SSIM | LPIPS | NIQE | drift k→k+1 |",
-        "|---|---|---|---|---|---|---|",
-        "| input (degraded) | – | {:.2f} | {:.4f} | {:.4f} | {:.3f} | – |".format(
+        "| Model | k | PSNR (dB) | SSIM | LPIPS | NIQE | grid | drift k→k+1 |",
+        "|---|---|---|---|---|---|---|---|",
+        "| input (degraded) | – | {:.2f} | {:.4f} | {:.4f} | {:.3f} | {:.2f} | – |".format(
             *(input_s.mean(m, 0) for m in METRICS)
         ),
     ]
@@ -230,7 +237,8 @@ def markdown(input_s: Scores, clean_niqe: list[float], models: list[Scores], n_f
         for k in range(1, MAX_K + 1):
             lines.append(
                 f"| {s.name} | {k} | {s.mean('psnr', k):.2f} | {s.mean('ssim', k):.4f} | "
-                f"{s.mean('lpips', k):.4f} | {s.mean('niqe', k):.3f} | {s.mean_drift(k):.5f} |"
+                f"{s.mean('lpips', k):.4f} | {s.mean('niqe', k):.3f} | {s.mean('grid', k):.2f} | "
+                f"{s.mean_drift(k):.5f} |"
             )
     lines += ["", "Checks against issue 10's targets:", ""]
     for s in models:
@@ -314,6 +322,28 @@ def to_json(input_s: Scores, clean_niqe: list[float], models: list[Scores], name
     }
 
 
+def face_sheet(inputs: list[np.ndarray], clean: np.ndarray, models: list[Scores], faces: list[int], k: int,
+               zoom: int = 2) -> np.ndarray:
+    """Rows of input | each model at k | clean for the given faces: the centre half of each
+    aligned face (eyes, nose, mouth) enlarged ``zoom``× by pixel repetition, so that a period-4
+    dot grid is visible; a header row names the columns."""
+    import cv2
+
+    def cell(img: np.ndarray) -> np.ndarray:
+        h, w = img.shape[:2]
+        c = img[h // 4: h - h // 4, w // 4: w - w // 4]
+        return np.repeat(np.repeat(c, zoom, 0), zoom, 1)
+
+    names = ["input"] + [f"{s.name} k={k}" for s in models] + ["clean"]
+    rows = [np.concatenate([cell(inputs[i])] + [cell(s.kept[i]) for s in models] + [cell(clean[i])], 1)
+            for i in faces]
+    width = rows[0].shape[1] // len(names)
+    header = np.full((28, rows[0].shape[1], 3), 255, np.uint8)
+    for j, name in enumerate(names):
+        cv2.putText(header, name[:28], (j * width + 6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([header] + rows, 0)
+
+
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -333,6 +363,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rebuild", action="store_true", help="re-align the val faces")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
+    ap.add_argument("--sheet", type=Path, default=None,
+                    help="PNG of input | each model | clean for --sheet-faces (centre crops at 2×): look before shipping")
+    ap.add_argument("--sheet-faces", type=str, default="3,17,40", help="face indices for --sheet")
+    ap.add_argument("--sheet-k", type=int, default=2, choices=range(1, MAX_K + 1), metavar="K")
     args = ap.parse_args(argv)
 
     specs = [resolve_model(m) for m in args.models]
@@ -360,10 +394,20 @@ def main(argv=None) -> int:
         if done % 10 == 0 or done == total:
             print(f"  {what}: {done}/{total} faces ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
 
+    sheet_faces = [int(v) for v in args.sheet_faces.split(",")] if args.sheet else []
+    if any(not 0 <= i < len(clean) for i in sheet_faces):
+        print(f"error: --sheet-faces must lie in 0..{len(clean) - 1}", file=sys.stderr)
+        return 2
     input_s, clean_niqe = input_scores(inputs, clean, lpips)
     results = []
     for name, path in specs:
-        results.append(evaluate_model(name, path, inputs, clean, lpips, args.threads, progress))
+        results.append(evaluate_model(name, path, inputs, clean, lpips, args.threads, progress,
+                                      keep=(set(sheet_faces), args.sheet_k)))
+    if args.sheet:
+        from app.core.io import save_image
+
+        save_image(args.sheet, face_sheet(inputs, clean, results, sheet_faces, args.sheet_k), overwrite=True)
+        print(f"face sheet: {args.sheet}", file=sys.stderr)
     if args.json:  # first, so that the figures survive whatever happens below
         payload = to_json(input_s, clean_niqe, results, names, args.seed)
         payload["excluded_unchanged"] = len(same)

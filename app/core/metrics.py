@@ -38,6 +38,7 @@ __all__ = [
     "ssim_y",
     "Lpips",
     "niqe",
+    "periodic_grid",
     "default_metrics_dir",
     "DEFAULT_LPIPS_MODEL",
     "DEFAULT_NIQE_PARAMS",
@@ -84,6 +85,27 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float | None = None) -> float:
     if mse == 0:
         return math.inf
     return float(10.0 * math.log10(peak * peak / mse))
+
+
+# ------------------------------------------------------------------------------------ period grid
+
+
+def periodic_grid(a: np.ndarray, b: np.ndarray, period: int = 4, peak: float | None = None) -> float:
+    """Amplitude, in 8-bit levels (RMS), of the error's period-``period`` pattern: the error
+    a − b (H×W×C) averaged over each of the period×period pixel phases, minus its mean.
+
+    A network with pixel-(un)shuffle stages can lay a regular dot grid over a restored face that
+    LPIPS rewards and PSNR hardly sees; noise, having no period, averages out. ``peak`` as for
+    ``psnr`` (255 for uint8, 1.0 for floats)."""
+    a, b = _check_pair(a, b, "periodic_grid")
+    if peak is None:
+        peak = _peak_of(a)
+    e = (a.astype(np.float64) - b.astype(np.float64)) * (255.0 / peak)
+    if e.ndim == 2:
+        e = e[..., None]
+    h, w = e.shape[0] - e.shape[0] % period, e.shape[1] - e.shape[1] % period
+    phases = e[:h, :w].reshape(h // period, period, w // period, period, -1).mean(axis=(0, 2))
+    return float(np.sqrt(np.mean((phases - phases.mean(axis=(0, 1))) ** 2)))
 
 
 # --------------------------------------------------------------------------------------------- SSIM

@@ -74,12 +74,25 @@ class LPIPSAlex(nn.Module):
         return d.flatten()
 
 
-class RestorationLoss(nn.Module):
-    """ℓ = L1 + λ·LPIPS against a clean target; the target's LPIPS features are computed once."""
+def periodic_pattern(e: torch.Tensor, period: int = 4) -> torch.Tensor:
+    """Per sample (N,), the RMS of the error's period-``period`` pattern, in [0, 1] units: the
+    differentiable twin of ``app.core.metrics.periodic_grid`` (which reports 255× this)."""
+    n, c, h, w = e.shape
+    e = e[:, :, : h - h % period, : w - w % period]
+    phases = e.reshape(n, c, h // period, period, w // period, period).mean((2, 4))
+    return ((phases - phases.mean((2, 3), keepdim=True)) ** 2).mean((1, 2, 3)).add(1e-12).sqrt()
 
-    def __init__(self, lpips_weight: float = 0.1, lpips_path: str | Path = DEFAULT_LPIPS):
+
+class RestorationLoss(nn.Module):
+    """ℓ = L1 + λ·LPIPS (+ μ·periodic_pattern) against a clean target; the target's LPIPS
+    features are computed once. μ charges the 4-px dot grid that a pixel-shuffle network drifts
+    towards under LPIPS (LPIPS-AlexNet rewards it, L1 hardly sees it)."""
+
+    def __init__(self, lpips_weight: float = 0.1, lpips_path: str | Path = DEFAULT_LPIPS,
+                 grid_weight: float = 0.0):
         super().__init__()
         self.lpips_weight = lpips_weight
+        self.grid_weight = grid_weight
         self.lpips = LPIPSAlex(lpips_path) if lpips_weight > 0 else None
 
     def target_features(self, y: torch.Tensor):
@@ -94,6 +107,8 @@ class RestorationLoss(nn.Module):
         weight = self.lpips_weight if lpips_weight is None else lpips_weight
         if self.lpips is not None and weight > 0:
             loss = loss + weight * self.lpips(pred, y, y_feats).mean()
+        if self.grid_weight > 0:
+            loss = loss + self.grid_weight * periodic_pattern(pred - y).mean()
         return loss
 
 

@@ -290,6 +290,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lpips", type=float, default=0.03, help="λ of the LPIPS term")
     ap.add_argument("--lpips-late", type=float, default=None,
                     help="λ of the LPIPS term for cycles 3 and later (default: --lpips)")
+    ap.add_argument("--grid-loss", type=float, default=0.0,
+                    help="μ of the period-4 grid penalty on each supervised output (losses.periodic_pattern)")
     ap.add_argument("--idem", type=float, default=0.5, help="weight of the idempotence terms")
     ap.add_argument("--redeg", type=float, default=0.5, help="weight of the re-degradation term")
     ap.add_argument("--redeg-every", type=int, default=2)
@@ -381,7 +383,7 @@ def main(argv=None) -> int:
     ema.eval()
     model.train()
 
-    crit = RestorationLoss(a.lpips)
+    crit = RestorationLoss(a.lpips, grid_weight=a.grid_loss)
     sampler = Sampler(pack, meta, a.crop, a.hq_share, rng)
     print(f"CFRNet {count_params(model):,} params, {count_macs(model) / 1e9:.2f} GMAC/cycle@256²; "
           f"pack {a.pack} ({len(pack)} faces, {meta.get('method', '?')}), "

@@ -430,8 +430,7 @@ def main(argv=None) -> int:
 
     t_start = time.time()
     last_ckpt = last_eval = time.time()
-    if step == 0:
-        run_eval()
+    run_eval()  # also on every resume: a changed recipe gets a "before" figure at its first step
     acc: dict[str, float] = {}
     n_acc, t_acc = 0, 0.0
     while not stop["flag"]:

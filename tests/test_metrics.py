@@ -179,14 +179,18 @@ def test_periodic_grid_sees_a_dot_grid_not_noise_or_a_constant():
     from app.core.metrics import periodic_grid
 
     rng = np.random.default_rng(0)
-    clean = rng.integers(20, 230, (64, 64, 3)).astype(np.uint8)
+    clean = rng.integers(20, 230, (256, 256, 3)).astype(np.uint8)
     dotted = clean.copy()
-    dotted[::4, ::4] += 8  # an 8-level dot every 4 px: RMS over the 16 phases = 8·√15/16
+    dotted[::4, ::4] += 8  # an 8-level dot every 4 px: RMS over the phases = 8·√15/16
+    hatched = clean.copy()
+    hatched[(np.add.outer(3 * np.arange(256), np.arange(256)) % 8) == 0] += 8  # 8-px diagonal hatching
     noisy = np.clip(clean + rng.normal(0, 8, clean.shape), 0, 255).astype(np.uint8)
     assert periodic_grid(clean, clean) == 0.0
     assert periodic_grid(clean + 5, clean) < 1e-9  # a constant offset is no pattern
     assert abs(periodic_grid(dotted, clean) - 8 * 15**0.5 / 16) < 1e-9
     assert periodic_grid(noisy, clean) < 0.3 * periodic_grid(dotted, clean)
+    assert abs(periodic_grid(dotted, clean, period=4) - periodic_grid(dotted, clean)) < 1e-9
+    assert periodic_grid(hatched, clean) > 1.4 * periodic_grid(hatched, clean, period=4)  # 8 sees more
     assert abs(periodic_grid(dotted / 255.0, clean / 255.0) - periodic_grid(dotted, clean)) < 1e-9
 
 

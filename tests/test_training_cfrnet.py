@@ -169,23 +169,23 @@ def test_grid_metric_sees_a_period_four_pattern_and_not_noise():
 
 def test_grid_loss_is_the_grid_metric_and_charges_only_the_pattern():
     from app.core.metrics import periodic_grid
-    from training.losses import RestorationLoss, periodic_pattern
+    from training.losses import RestorationLoss, periodic_pattern_power
 
     g = torch.Generator().manual_seed(0)
     y = torch.rand(2, 3, 32, 32, generator=g) * 0.8 + 0.1
     dots = torch.zeros_like(y)
-    dots[..., 1::4, 2::4] = 0.03
+    dots[..., 1::8, 2::8] = 0.03  # period 8
     pred = (y + dots).requires_grad_(True)
-    got = periodic_pattern(pred - y)
+    got = periodic_pattern_power(pred - y).sqrt()
     want = [periodic_grid(p.permute(1, 2, 0).detach().numpy(), t.permute(1, 2, 0).numpy(), peak=1.0)
             for p, t in zip(pred, y)]
     assert torch.allclose(got.double() * 255, torch.tensor(want, dtype=torch.float64), atol=1e-4)
-    plain, charged = RestorationLoss(0.0), RestorationLoss(0.0, grid_weight=1.0)
+    plain, charged = RestorationLoss(0.0), RestorationLoss(0.0, grid_weight=100.0)
     assert torch.isclose(charged(y + 0.05, y), plain(y + 0.05, y), atol=1e-5)  # a uniform error: no pattern
     loss = charged(pred, y)
-    assert loss > plain(pred, y) + 0.005
+    assert loss > plain(pred, y) + 0.0005
     loss.backward()
-    assert pred.grad[..., 1::4, 2::4].sum() > 0  # pushes the dots down
+    assert pred.grad[..., 1::8, 2::8].sum() > 0  # pushes the dots down
 
 
 def test_anneal_scale_ramps_down_over_the_last_steps():

@@ -223,7 +223,7 @@ def markdown(input_s: Scores, clean_niqe: list[float], models: list[Scores], n_f
         f"CFRNet evaluation: {n_faces} faces of faces/val (aligned by the app), degraded with seed {seed}; "
         f"machine {platform.node()} ({platform.processor() or platform.machine()}).",
         "PSNR/SSIM/LPIPS against the clean aligned face on 256² RGB (8-bit outputs); NIQE on Y (lower is "
-        "better; clean faces: {:.3f}); grid = RMS of the error's period-4 pattern in 8-bit levels "
+        "better; clean faces: {:.3f}); grid = RMS of the error's period-8 pattern in 8-bit levels "
         "(app.core.metrics.periodic_grid; a pixel-shuffle dot grid raises it); drift = mean|f^(k+1)(x) − f^k(x)| "
         "in [0, 1] units.".format(np.mean(clean_niqe)),
         "",

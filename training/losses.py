@@ -74,19 +74,22 @@ class LPIPSAlex(nn.Module):
         return d.flatten()
 
 
-def periodic_pattern(e: torch.Tensor, period: int = 4) -> torch.Tensor:
-    """Per sample (N,), the RMS of the error's period-``period`` pattern, in [0, 1] units: the
-    differentiable twin of ``app.core.metrics.periodic_grid`` (which reports 255× this)."""
+def periodic_pattern_power(e: torch.Tensor, period: int = 8) -> torch.Tensor:
+    """Per sample (N,), the mean square of the error's period-``period`` pattern, in [0, 1]
+    units: the differentiable twin of ``app.core.metrics.periodic_grid`` (which reports
+    255·√ of this). The loss takes the square, not the RMS: on a 128² crop the phase means carry
+    noise as large as the pattern, and the square's gradient is unbiased by it."""
     n, c, h, w = e.shape
     e = e[:, :, : h - h % period, : w - w % period]
     phases = e.reshape(n, c, h // period, period, w // period, period).mean((2, 4))
-    return ((phases - phases.mean((2, 3), keepdim=True)) ** 2).mean((1, 2, 3)).add(1e-12).sqrt()
+    return ((phases - phases.mean((2, 3), keepdim=True)) ** 2).mean((1, 2, 3))
 
 
 class RestorationLoss(nn.Module):
-    """ℓ = L1 + λ·LPIPS (+ μ·periodic_pattern) against a clean target; the target's LPIPS
-    features are computed once. μ charges the 4-px dot grid that a pixel-shuffle network drifts
-    towards under LPIPS (LPIPS-AlexNet rewards it, L1 hardly sees it)."""
+    """ℓ = L1 + λ·LPIPS (+ μ·periodic_pattern_power) against a clean target; the target's LPIPS
+    features are computed once. μ charges the period-8 dot grids and hatching that a
+    pixel-shuffle network drifts towards under LPIPS (LPIPS-AlexNet rewards them, L1 hardly sees
+    them). A period-4 penalty alone moved the pattern to period 8 (session 4)."""
 
     def __init__(self, lpips_weight: float = 0.1, lpips_path: str | Path = DEFAULT_LPIPS,
                  grid_weight: float = 0.0):
@@ -108,7 +111,7 @@ class RestorationLoss(nn.Module):
         if self.lpips is not None and weight > 0:
             loss = loss + weight * self.lpips(pred, y, y_feats).mean()
         if self.grid_weight > 0:
-            loss = loss + self.grid_weight * periodic_pattern(pred - y).mean()
+            loss = loss + self.grid_weight * periodic_pattern_power(pred - y).mean()
         return loss
 
 

@@ -90,13 +90,14 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float | None = None) -> float:
 # ------------------------------------------------------------------------------------ period grid
 
 
-def periodic_grid(a: np.ndarray, b: np.ndarray, period: int = 4, peak: float | None = None) -> float:
+def periodic_grid(a: np.ndarray, b: np.ndarray, period: int = 8, peak: float | None = None) -> float:
     """Amplitude, in 8-bit levels (RMS), of the error's period-``period`` pattern: the error
     a − b (H×W×C) averaged over each of the period×period pixel phases, minus its mean.
 
-    A network with pixel-(un)shuffle stages can lay a regular dot grid over a restored face that
-    LPIPS rewards and PSNR hardly sees; noise, having no period, averages out. ``peak`` as for
-    ``psnr`` (255 for uint8, 1.0 for floats)."""
+    A network with pixel-(un)shuffle stages can lay a regular dot grid or hatching over a restored
+    face that LPIPS rewards and PSNR hardly sees; noise, having no period, averages out. Period 8
+    (CFRNet's deepest level is three 2× shuffles down) also measures every pattern of period 2
+    and 4, with the same value. ``peak`` as for ``psnr`` (255 for uint8, 1.0 for floats)."""
     a, b = _check_pair(a, b, "periodic_grid")
     if peak is None:
         peak = _peak_of(a)

@@ -201,7 +201,9 @@ class QualityPanel(QWidget):
         labels = {}
         for k in range(K_MIN, K_MAX + 1):
             word = ""
-            if k == self._k_psnr:
+            if k == self._k_psnr == self._k_lpips:
+                word = "best"  # the model's metadata: this k scores best on both
+            elif k == self._k_psnr:
                 word = "fidelity"
             elif k == self._k_lpips:
                 word = "perceptual"

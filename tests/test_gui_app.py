@@ -713,3 +713,14 @@ def test_no_display_is_said_plainly(monkeypatch, capsys):
         monkeypatch.delenv(var, raising=False)
     assert run_app(None) == 2
     assert "no display" in capsys.readouterr().err
+
+
+def test_k_descriptions_follow_the_models_recommended_cycles():
+    from app.gui.quality_panel import k_descriptions
+
+    paper = k_descriptions(2, 3)
+    assert "one pass" in paper[1] and "best fidelity" in paper[2] and "perceptual" in paper[3]
+    both_at_six = k_descriptions(6, 6)  # what the step-20,935 model's metadata says
+    assert "one pass" in both_at_six[1]
+    assert "one pass" not in both_at_six[2] and "k = 6" in both_at_six[2]
+    assert "best measured quality" in both_at_six[6]

@@ -188,6 +188,34 @@ def test_grid_loss_is_the_grid_metric_and_charges_only_the_pattern():
     assert pred.grad[..., 1::8, 2::8].sum() > 0  # pushes the dots down
 
 
+def test_rmse_pixel_loss_is_the_psnr_error_at_l1_scale(shared_data):
+    from training.losses import RestorationLoss
+
+    g = torch.Generator().manual_seed(1)
+    y = torch.rand(2, 3, 16, 16, generator=g)
+    pred = y.clone()
+    pred[0] += 0.1 * torch.randn(3, 16, 16, generator=g)
+    pred[1] += 0.02  # a uniform error: RMSE = L1 = 0.02
+    pred.requires_grad_(True)
+    rmse = RestorationLoss(0.0, pixel="rmse")
+    loss = rmse(pred, y)
+    want = ((pred - y) ** 2).flatten(1).mean(1).sqrt().mean()
+    assert torch.isclose(loss, want, atol=1e-6)
+    loss.backward()
+    # each sample's gradient has L1's norm, 1/sqrt(pixels), however large its error
+    norms = pred.grad.flatten(1).norm(dim=1) * 2  # × batch size: the loss is a batch mean
+    assert torch.allclose(norms, torch.full((2,), (3 * 16 * 16) ** -0.5), rtol=1e-3)
+    assert torch.isclose(RestorationLoss(0.0, pixel="l1")(pred[1:], y[1:]), torch.tensor(0.02), atol=1e-6)
+    with pytest.raises(ValueError, match="pixel loss"):
+        RestorationLoss(0.0, pixel="l2")
+    # λ = 0 for the early cycles but a later cycle's λ: LPIPS must still be built
+    late_only = RestorationLoss(0.0, lpips_path=shared_data / "metrics" / "lpips_alex.onnx", lpips_needed=True)
+    assert late_only.lpips is not None
+    big_y = torch.rand(1, 3, 64, 64, generator=g)
+    big_pred = (big_y + 0.1 * torch.randn(1, 3, 64, 64, generator=g)).clamp(0, 1)
+    assert late_only(big_pred, big_y, lpips_weight=0.1) > late_only(big_pred, big_y) + 1e-3
+
+
 def test_anneal_scale_ramps_down_over_the_last_steps():
     from training.train_cfrnet import anneal_scale
 

@@ -85,18 +85,33 @@ def periodic_pattern_power(e: torch.Tensor, period: int = 8) -> torch.Tensor:
     return ((phases - phases.mean((2, 3), keepdim=True)) ** 2).mean((1, 2, 3))
 
 
+def rmse_per_sample(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of each sample's RMSE. Minimising it minimises each face's MSE, i.e.
+    maximises the PSNR the evaluation reports, while its gradient keeps L1's scale (unit-norm
+    per sample), so the λ/μ of the other terms keep their meaning when a run switches to it."""
+    return ((pred - y) ** 2).flatten(1).mean(1).add(1e-8).sqrt().mean()
+
+
+PIXEL_LOSSES = {"l1": F.l1_loss, "rmse": rmse_per_sample}
+
+
 class RestorationLoss(nn.Module):
-    """ℓ = L1 + λ·LPIPS (+ μ·periodic_pattern_power) against a clean target; the target's LPIPS
+    """ℓ = pixel + λ·LPIPS (+ μ·periodic_pattern_power) against a clean target, pixel = L1 or
+    ``rmse_per_sample`` (a PSNR-directed fine-tune); the target's LPIPS
     features are computed once. μ charges the period-8 dot grids and hatching that a
     pixel-shuffle network drifts towards under LPIPS (LPIPS-AlexNet rewards them, L1 hardly sees
     them). A period-4 penalty alone moved the pattern to period 8 (session 4)."""
 
     def __init__(self, lpips_weight: float = 0.1, lpips_path: str | Path = DEFAULT_LPIPS,
-                 grid_weight: float = 0.0):
+                 grid_weight: float = 0.0, pixel: str = "l1", lpips_needed: bool = False):
         super().__init__()
+        if pixel not in PIXEL_LOSSES:
+            raise ValueError(f"pixel loss {pixel!r}: expected one of {sorted(PIXEL_LOSSES)}")
         self.lpips_weight = lpips_weight
         self.grid_weight = grid_weight
-        self.lpips = LPIPSAlex(lpips_path) if lpips_weight > 0 else None
+        self.pixel = PIXEL_LOSSES[pixel]
+        # lpips_needed: a later cycle uses LPIPS (its own λ) though this λ is 0
+        self.lpips = LPIPSAlex(lpips_path) if lpips_weight > 0 or lpips_needed else None
 
     def target_features(self, y: torch.Tensor):
         if self.lpips is None:
@@ -106,7 +121,7 @@ class RestorationLoss(nn.Module):
 
     def forward(self, pred: torch.Tensor, y: torch.Tensor, y_feats=None, lpips_weight: float | None = None) -> torch.Tensor:
         """``lpips_weight`` overrides λ for this call (e.g. a later cycle's)."""
-        loss = F.l1_loss(pred, y)
+        loss = self.pixel(pred, y)
         weight = self.lpips_weight if lpips_weight is None else lpips_weight
         if self.lpips is not None and weight > 0:
             loss = loss + weight * self.lpips(pred, y, y_feats).mean()

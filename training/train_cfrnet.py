@@ -15,7 +15,7 @@ Everything lives in the run folder (default ~/.cache/cfr-studio/train/<mode>/):
 
 Recipe. Batches of random 128² crops of the aligned 256² faces (horizontal flips, small colour
 jitter, the 72 HQ faces over-sampled), degraded on the fly by training/degrade.py. AdamW, linear
-warm-up then cosine decay over --total-steps, gradient clipping, EMA 0.999. Loss ℓ = L1 + λ·LPIPS.
+warm-up then cosine decay over --total-steps, gradient clipping, EMA 0.999. Loss ℓ = L1 (or per-sample RMSE, --pixel-loss) + λ·LPIPS.
 
 --mode baseline: ℓ(f(x), y) only, every step.
 --mode ccfp, by step (see PHASES): first plain single-cycle pre-training (identical to the
@@ -291,6 +291,9 @@ def main(argv=None) -> int:
     ap.add_argument("--lpips", type=float, default=0.03, help="λ of the LPIPS term")
     ap.add_argument("--lpips-late", type=float, default=None,
                     help="λ of the LPIPS term for cycles 3 and later (default: --lpips)")
+    ap.add_argument("--pixel-loss", choices=["l1", "rmse"], default="l1",
+                    help="pixel term of ℓ: l1, or rmse (per-sample RMSE: aims at PSNR; for "
+                         "release fine-tunes)")
     ap.add_argument("--grid-loss", type=float, default=0.0,
                     help="μ of the period-8 grid penalty on each supervised output "
                          "(μ·mean square of the pattern, losses.periodic_pattern_power; ~100)")
@@ -385,7 +388,8 @@ def main(argv=None) -> int:
     ema.eval()
     model.train()
 
-    crit = RestorationLoss(a.lpips, grid_weight=a.grid_loss)
+    crit = RestorationLoss(a.lpips, grid_weight=a.grid_loss, pixel=a.pixel_loss,
+                           lpips_needed=bool(a.lpips_late))
     sampler = Sampler(pack, meta, a.crop, a.hq_share, rng)
     print(f"CFRNet {count_params(model):,} params, {count_macs(model) / 1e9:.2f} GMAC/cycle@256²; "
           f"pack {a.pack} ({len(pack)} faces, {meta.get('method', '?')}), "

@@ -307,3 +307,32 @@ def test_onnx_export_matches_torch_and_int8_has_qdq(tmp_path):
     assert out.shape == (1, 3, 64, 64)
     assert 0.0 <= out.min() and out.max() <= 1.0
     assert np.abs(out - ref).mean() < 0.02
+
+
+def test_blend_weights_interpolates_every_parameter(tmp_path):
+    from training.blend_weights import blend, main
+    from training.cfrnet import build
+    from training.train_cfrnet import load_weights, save_weights_fp16
+
+    torch.manual_seed(0)
+    a, b = build(), build()
+    for p in b.parameters():
+        torch.nn.init.normal_(p, std=0.01)
+    mid = blend(a, b, 0.25)
+    for (name, pa), pb, pm in zip(a.named_parameters(), b.parameters(), mid.parameters()):
+        assert torch.allclose(pm, 0.75 * pa + 0.25 * pb, atol=1e-7), name
+    assert all(torch.equal(p, q) for p, q in zip(blend(a, b, 0.0).parameters(), a.parameters()))
+    with pytest.raises(ValueError, match="alpha"):
+        blend(a, b, 1.5)
+    with pytest.raises(ValueError, match="different networks"):
+        blend(a, build({"n_deep": 2}), 0.5)
+    # the command line writes a weights file that load_weights (and so export_cfrnet) reads
+    save_weights_fp16(a, tmp_path / "a.pt", {"step": 10, "train_hours": 1.0, "mode": "ccfp"})
+    save_weights_fp16(b, tmp_path / "b.pt", {"step": 12, "train_hours": 1.2, "mode": "ccfp"})
+    assert main([str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--alpha", "0.5",
+                 "--out", str(tmp_path / "m.pt")]) == 0
+    net, info = load_weights(tmp_path / "m.pt")
+    assert info["step"] == 12 and info["blend"]["alpha"] == 0.5
+    want = blend(*(load_weights(tmp_path / n)[0] for n in ("a.pt", "b.pt")), 0.5)
+    for p, q in zip(net.parameters(), want.parameters()):
+        assert torch.allclose(p, q, atol=1e-3)  # fp16 storage

@@ -23,7 +23,7 @@ K_MIN, K_MAX = 1, 6
 
 def k_descriptions(k_psnr: int = 2, k_lpips: int = 3) -> dict[int, str]:
     """What each k is for. The recommended values come from the model's metadata (CFRNet paper:
-    PSNR/SSIM best at k = 2, LPIPS best at k = 3; the shipped step-20,935 model measures best on
+    PSNR/SSIM best at k = 2, LPIPS best at k = 3; the shipped models since step 20,935 measure best on
     both at k = 6)."""
     text = {}
     for k in range(K_MIN, K_MAX + 1):

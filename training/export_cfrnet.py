@@ -145,6 +145,10 @@ def main(argv=None) -> int:
     trained_on = (f"faces/train aligned by app.core.faces+align ({info.get('mode', '?')}, step {step}, "
                   f"{info.get('train_hours', '?')} h CPU training)")
     meta = metadata_for(net, info, version, trained_on)
+    if "psnr_2" not in info:  # e.g. a checkpoint's EMA: no monitor evaluation came with it
+        print(f"{a.weights}: no evaluation in the weights' info, so recommended_k_psnr/lpips are "
+              f"the paper's 2/3; save the EMA with its run's last eval.jsonl entry to measure them",
+              file=sys.stderr)
     fp32 = a.out_dir / f"{a.name}_fp32.onnx"
     int8 = a.out_dir / f"{a.name}_int8.onnx"
     wrapped = OneCycle(net).eval()

@@ -15,7 +15,8 @@ Everything lives in the run folder (default ~/.cache/cfr-studio/train/<mode>/):
 
 Recipe. Batches of random 128² crops of the aligned 256² faces (horizontal flips, small colour
 jitter, the 72 HQ faces over-sampled), degraded on the fly by training/degrade.py. AdamW, linear
-warm-up then cosine decay over --total-steps, gradient clipping, EMA 0.999. Loss ℓ = L1 (or per-sample RMSE, --pixel-loss) + λ·LPIPS.
+warm-up then cosine decay over --total-steps, gradient clipping, EMA 0.999. Loss ℓ = pixel term
+(L1, or per-sample RMSE with --pixel-loss rmse) + λ·LPIPS (+ μ·period-8 grid, --grid-loss).
 
 --mode baseline: ℓ(f(x), y) only, every step.
 --mode ccfp, by step (see PHASES): first plain single-cycle pre-training (identical to the
@@ -46,7 +47,7 @@ from app.core.metrics import periodic_grid
 from training.cfrnet import build, count_macs, count_params
 from training.degrade import degrade, degrade_eval_set
 from training.face_pack import load_pack
-from training.losses import RestorationLoss, cycle_weights, idempotence_loss
+from training.losses import PIXEL_LOSSES, RestorationLoss, cycle_weights, idempotence_loss
 
 CACHE = Path(os.path.expanduser("~/.cache/cfr-studio"))
 # CCFP phases: (first step, K). Before the first CCFP phase training is single-cycle, plain ℓ.
@@ -291,9 +292,9 @@ def main(argv=None) -> int:
     ap.add_argument("--lpips", type=float, default=0.03, help="λ of the LPIPS term")
     ap.add_argument("--lpips-late", type=float, default=None,
                     help="λ of the LPIPS term for cycles 3 and later (default: --lpips)")
-    ap.add_argument("--pixel-loss", choices=["l1", "rmse"], default="l1",
-                    help="pixel term of ℓ: l1, or rmse (per-sample RMSE: aims at PSNR; for "
-                         "release fine-tunes)")
+    ap.add_argument("--pixel-loss", choices=sorted(PIXEL_LOSSES), default="l1",
+                    help="pixel term of ℓ: l1, or rmse (per-sample RMSE: aims at PSNR; the "
+                         "standing run's since session 5)")
     ap.add_argument("--grid-loss", type=float, default=0.0,
                     help="μ of the period-8 grid penalty on each supervised output "
                          "(μ·mean square of the pattern, losses.periodic_pattern_power; ~100)")
